@@ -17,6 +17,9 @@ def add_corpus_args(parser: argparse.ArgumentParser) -> None:
 
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> None:
     """Run a CLI main; the project's own errors print as one clear line and exit 2 instead of a traceback."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # per-tensor "Loading weights" bars drown the CLI's own output
     try:
         sys.exit(main(argv))
     except DprRagError as e:

@@ -8,6 +8,7 @@ import time
 
 from .cli_common import add_corpus_args, run_cli
 from .errors import ConfigError
+from .hybrid import DEFAULT_WEIGHT
 from .searcher import RETRIEVERS, Searcher, check_retriever_names
 
 
@@ -19,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     add_corpus_args(parser)
     parser.add_argument("--index", help="a folder written by python -m dpr_rag.index --out (instead of --corpus)")
     parser.add_argument("--fusion", choices=("linear", "rrf"), default="linear", help="hybrid fusion (default: DPR's BM25 + λ·sim)")
-    parser.add_argument("--weight", type=float, default=20.0, help="λ of the linear hybrid (default 20.0)")
+    parser.add_argument("--weight", type=float, default=DEFAULT_WEIGHT, help=f"λ of the linear hybrid (default {DEFAULT_WEIGHT})")
     parser.add_argument("--json", action="store_true", help="print JSON lines instead of text")
     args = parser.parse_args(argv)
 

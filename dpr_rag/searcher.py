@@ -22,7 +22,7 @@ from .dense import DenseRetriever, encode_corpus
 from .encoder import DualEncoder
 from .errors import ConfigError, DataFormatError
 from .faiss_index import DenseIndex
-from .hybrid import HybridRetriever
+from .hybrid import DEFAULT_WEIGHT, HybridRetriever
 from .passages import Passage, corpus_fingerprint, load_corpus, load_jsonl, save_jsonl
 from .retriever import Retriever, SearchHit
 from .storage import atomic_dir
@@ -92,7 +92,7 @@ class Searcher:
     model: str | None = None  # encoder id/folder; None = the embedded default
     index_kind: str = "flat"
     hybrid_fusion: str = "linear"
-    hybrid_weight: float = 20.0
+    hybrid_weight: float = DEFAULT_WEIGHT
     use_cache: bool = True
     show_progress: bool = True
     index_folder: Path | None = None

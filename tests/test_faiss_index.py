@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+
+from dpr_rag.errors import ConfigError, DataFormatError
+from dpr_rag.faiss_index import DenseIndex
+
+
+def unit_vectors(n, d=16, seed=0):
+    x = np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_flat_is_exact_inner_product():
+    x, q = unit_vectors(200), unit_vectors(5, seed=1)
+    index = DenseIndex(16)
+    index.add(x)
+    scores, ids = index.search(q, 10)
+    expected = np.argsort(-(q @ x.T), axis=1)[:, :10]
+    np.testing.assert_array_equal(ids, expected)
+    np.testing.assert_allclose(scores, np.take_along_axis(q @ x.T, expected, axis=1), rtol=1e-5)
+
+
+def test_incremental_add_equals_one_add():
+    x, q = unit_vectors(300), unit_vectors(4, seed=2)
+    once, twice = DenseIndex(16), DenseIndex(16)
+    once.add(x)
+    twice.add(x[:120])
+    twice.add(x[120:])
+    assert len(twice) == 300
+    for a, b in zip(once.search(q, 7), twice.search(q, 7)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq"])
+def test_save_load_gives_identical_results(tmp_path, kind):
+    x, q = unit_vectors(3000), unit_vectors(8, seed=3)
+    index = DenseIndex(16, kind, pq_m=8)
+    index.add(x)
+    before = index.search(q, 20)
+    index.save(tmp_path / "idx")
+    loaded = DenseIndex.load(tmp_path / "idx")
+    assert (loaded.kind, len(loaded)) == (kind, 3000)
+    after = loaded.search(q, 20)
+    np.testing.assert_array_equal(before[1], after[1])
+    np.testing.assert_allclose(before[0], after[0])
+    assert loaded.reconstruct(np.array([0, 5])).shape == (2, 16)
+    # Approximate indexes still find most of the exact top-20.
+    exact = np.argsort(-(q @ x.T), axis=1)[:, :20]
+    recall = np.mean([len(set(a) & set(b)) / 20 for a, b in zip(after[1], exact)])
+    assert recall >= (1.0 if kind == "flat" else 0.5)
+
+
+def test_errors(tmp_path):
+    with pytest.raises(ConfigError, match="unknown index type"):
+        DenseIndex(16, "lsh")
+    with pytest.raises(ConfigError, match="expected vectors of shape"):
+        DenseIndex(16).add(np.zeros((3, 8), np.float32))
+    with pytest.raises(ConfigError, match="IVF-PQ index needs at least"):
+        DenseIndex(16, "ivfpq").add(unit_vectors(50))
+    with pytest.raises(ConfigError, match="empty"):
+        DenseIndex(16).search(unit_vectors(1), 3)
+    with pytest.raises(DataFormatError, match="not a dense index folder"):
+        DenseIndex.load(tmp_path)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "index.json").write_text('{"format_version": 1, "kind": "flat", "dim": 16, "ntotal": 1, "params": {}}')
+    (tmp_path / "bad" / "index.faiss").write_bytes(b"garbage")
+    with pytest.raises(DataFormatError, match="not a readable FAISS index"):
+        DenseIndex.load(tmp_path / "bad")
+
+
+def test_failed_save_leaves_previous_index(tmp_path, monkeypatch):
+    index = DenseIndex(16)
+    index.add(unit_vectors(10))
+    index.save(tmp_path / "idx")
+    bigger = DenseIndex(16)
+    bigger.add(unit_vectors(20))
+    import faiss
+
+    def crash(*a):
+        raise RuntimeError("disk full")
+    monkeypatch.setattr(faiss, "write_index", crash)
+    with pytest.raises(RuntimeError):
+        bigger.save(tmp_path / "idx")
+    assert len(DenseIndex.load(tmp_path / "idx")) == 10
+    assert [p.name for p in tmp_path.iterdir()] == ["idx"]  # no temporary folder left behind
