@@ -116,9 +116,13 @@ class DualEncoder(nn.Module):
         `path=None` gives the embedded default (all-MiniLM-L6-v2). A plain model gets pooling and
         normalisation from its sentence-transformers config when it has one, else DPR's (CLS, no norm).
         `shared=False` on a plain model copies it into two towers with separate weights, as DPR trains.
+        A training output folder (`python -m dpr_rag.train --out DIR`) loads its `best/` checkpoint.
         """
         path = str(path) if path else default_encoder_path()
         folder = Path(path)
+        if not (folder / CONFIG_NAME).exists() and (folder / "best" / CONFIG_NAME).exists():
+            folder = folder / "best"  # a training output folder: use its best checkpoint
+            path = str(folder)
         if (folder / CONFIG_NAME).exists():
             settings = EncoderSettings(**json.loads((folder / CONFIG_NAME).read_text()))
             if settings.shared:
