@@ -150,3 +150,25 @@ def token_f1(prediction: str, answers: Sequence[str]) -> float:
     _check_answers(answers)
     pred = normalize_answer(prediction).split()
     return max(_f1(pred, normalize_answer(a).split()) for a in answers)
+
+
+class CorpusAnswerIndex:
+    """Which questions have an answer anywhere in a corpus, by the same rule as `has_answer`, fast.
+
+    Each passage text is tokenised once (as `has_answer` does) and stored as " tok tok ... " in one string,
+    passages separated by newlines. A contiguous token match of an answer is then a substring search for
+    " ans tok ... " - no token contains whitespace, and no answer string contains the newline between
+    passages, so the two tests agree exactly. Regex answers are searched passage by passage.
+    """
+
+    def __init__(self, texts: Sequence[str]):
+        self.texts = list(texts)
+        self._joined = "\n".join(" " + " ".join(_TOKENIZER.words(_nfd(t))) + " " for t in self.texts)
+
+    def contains(self, answers: Sequence[str], match: str = "string") -> bool:
+        if match == "string":
+            _matcher(answers, match)  # same validation as has_answer
+            return any(toks and f" {' '.join(toks)} " in self._joined
+                       for toks in (_TOKENIZER.words(_nfd(a)) for a in answers))
+        hit = _matcher(answers, match)
+        return any(hit(t) for t in self.texts)

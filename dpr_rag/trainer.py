@@ -6,6 +6,7 @@ Output folder:
     last/            the last checkpoint: model/ + optimizer.pt, scheduler.pt, rng.pt, trainer_state.json
     data/            train.json, dev.json: the examples in DPR's format, as trained on
     train_log.jsonl  one line per step (loss, in-batch accuracy, lr) and per evaluation
+    loss.png         the loss curve and dev accuracy, redrawn at every checkpoint
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from .errors import ConfigError
 from .gradcache import grad_cache_backward
 from .losses import dpr_nll_loss, duplicate_positive_mask
 from .passages import Passage
+from .plots import plot_training_log
 from .qa import QAExample
 from .storage import atomic_dir
 from .train_eval import dev_accuracy
@@ -169,6 +171,7 @@ def train(cfg: TrainConfig, callback: Callable[[dict], None] | None = None, canc
                 best = acc
                 encoder.save_pretrained(out / "best")
             _save_checkpoint(out, encoder, optimizer, scheduler, {"step": step, "best_dev_accuracy": best, "config": asdict(cfg)})
+            plot_training_log(log_path, out / "loss.png")
             encoder.train()
         if dist.is_distributed():
             torch.distributed.barrier()

@@ -204,3 +204,15 @@ def test_metrics_never_crash(prediction, answers):
         assert f1 == 1.0
     assert exact_match(prediction, [prediction]) == 1.0
     assert token_f1(prediction, [prediction]) == 1.0
+
+
+def test_corpus_answer_index_agrees_with_has_answer():
+    from dpr_rag.answers import CorpusAnswerIndex
+
+    texts = ["The Mona Lisa, by Leonardo da Vinci.", "The artist's studio", "Built in 1889 (Paris)."]
+    index = CorpusAnswerIndex(texts)
+    cases = [["leonardo da vinci"], ["art"], ["artist"], ["1889"], ["paris."], ["Paris"], ["vinci. built"], ["nowhere"], [""],
+             ["studio the"], ["studio built"], ["’s"]]
+    for answers in cases:
+        assert index.contains(answers) == any(has_answer(answers, t) for t in texts), answers
+    assert index.contains([r"18\d\d"], match="regex") and not index.contains([r"19\d\d"], match="regex")

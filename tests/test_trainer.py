@@ -69,6 +69,7 @@ def test_training_lowers_the_loss_and_writes_loadable_checkpoints(tmp_path, dpr_
     best = DualEncoder.from_pretrained(tmp_path / "out")  # the output folder loads its best checkpoint
     assert not best.settings.shared
     assert len(load_dpr_json(tmp_path / "out" / "data" / "train.json")) == 8
+    assert (tmp_path / "out" / "loss.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_resume_reproduces_the_next_steps(tmp_path, dpr_json, tiny_model_dir):
