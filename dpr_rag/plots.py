@@ -39,3 +39,29 @@ def plot_training_log(log_path: str | os.PathLike, out_png: str | os.PathLike) -
     with atomic_file(out_png, "wb") as f:
         fig.savefig(f, format="png", dpi=110)
     plt.close(fig)
+
+
+def plot_topk(curves: dict[str, dict[int, float]], out_png: str | os.PathLike, title: str = "Top-k retrieval accuracy") -> None:
+    """Accuracy (%) against k, one line per retriever (`{name: {k: accuracy}}`), k on a log axis."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    all_k = sorted({int(k) for curve in curves.values() for k in curve})
+    for name, curve in curves.items():
+        ks = sorted(curve, key=int)
+        ax.plot([int(k) for k in ks], [curve[k] for k in ks], "o-", label=name)
+    if len(all_k) > 1 and all_k[-1] / max(all_k[0], 1) >= 10:
+        ax.set_xscale("log")
+    if all_k:
+        ax.set_xticks(all_k)
+        ax.set_xticklabels([str(k) for k in all_k])
+        ax.minorticks_off()
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("k (passages retrieved)")
+    ax.set_ylabel("top-k accuracy (%)")
+    ax.grid(True, alpha=0.3)
+    if curves:
+        ax.legend(loc="lower right")
+    ax.set_title(title)
+    fig.tight_layout()
+    with atomic_file(out_png, "wb") as f:
+        fig.savefig(f, format="png", dpi=110)
+    plt.close(fig)
