@@ -45,6 +45,7 @@ DEFAULT_KS = (1, 5, 20, 100)
 GENERATION_MODES = ("sequence", "token", "closed-book")  # dpr_rag.rag.MODES; checked against it when generating
 SEARCH_BATCH = 64
 GENERATE_BATCH = 8
+UNTRAINED = "dense_untrained"  # the default encoder, evaluated beside a trained --model
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -58,6 +59,7 @@ class EvalConfig:
     qa: str | None = None  # QA file (.jsonl NQ-open, .json DPR, .csv/.tsv DPR); None = embedded fanoutqa sub-questions
     corpus: str | None = None  # passage file; None = embedded Wikipedia summaries
     model: str | None = None  # dense encoder; None = embedded all-MiniLM-L6-v2 (untrained for this task)
+    baseline: bool = True  # with a --model, also evaluate the untrained default encoder as "dense_untrained"
     retrievers: list[str] = field(default_factory=lambda: list(RETRIEVERS))
     k: list[int] = field(default_factory=lambda: list(DEFAULT_KS))
     generate: list[str] = field(default_factory=list)  # RAG modes to score with EM/F1; empty = no generation
@@ -119,6 +121,8 @@ class EvalConfig:
             args += ["--bootstrap", str(self.bootstrap_samples), "--seed", str(self.seed)]
         if not self.use_cache:
             args.append("--no-cache")
+        if self.model and not self.baseline:
+            args.append("--no-baseline")
         if self.out is not None:
             args += ["--out", str(self.out)]
         return shlex.join(args)
@@ -230,6 +234,13 @@ def run_evaluation(config: EvalConfig | None = None, progress: Progress | None =
     searcher = Searcher.open(config.corpus, model=config.model, index_kind=config.index_type, use_cache=config.use_cache,
                              hybrid_fusion=config.fusion, hybrid_weight=config.weight, show_progress=config.show_progress)
     passages = searcher.passages
+    # A trained --model is shown next to the untrained default encoder it is compared against.
+    names = list(config.retrievers)
+    baseline = None
+    if config.model and config.baseline and "dense" in names:
+        baseline = Searcher(passages, model=None, index_kind=config.index_type, use_cache=config.use_cache,
+                            show_progress=config.show_progress)
+        names.insert(names.index("dense") + 1, UNTRAINED)
 
     # Which questions could be answered at all: an answer string somewhere in the corpus (same has_answer rule).
     bar = stage("answers in corpus", n)
@@ -243,11 +254,12 @@ def run_evaluation(config: EvalConfig | None = None, progress: Progress | None =
     subset = [i for i, ok in enumerate(answerable) if ok]
 
     # Retrieval: search every question once at the largest k; the metric finds each question's first hit.
-    top_k = load_metric("top_k_accuracy") if config.retrievers else None
+    top_k = load_metric("top_k_accuracy") if names else None
     retrieval, retrieval_subset, hits_at, ranks, top1, qps, index_seconds = {}, {}, {}, {}, {}, {}, {}
-    for name in config.retrievers:
+    for name in names:
         t0 = time.perf_counter()
-        retriever = searcher.retriever(name)  # built, or loaded from the cache, before the clock starts
+        # Built, or loaded from the cache, before the clock starts.
+        retriever = baseline.retriever("dense") if name == UNTRAINED else searcher.retriever(name)
         index_seconds[name] = round(time.perf_counter() - t0, 2)
         results, seconds = [], 0.0
         bar = stage(f"{name}: search", n)
@@ -271,7 +283,7 @@ def run_evaluation(config: EvalConfig | None = None, progress: Progress | None =
         top1[name] = [{"id": row[0].passage.id, "title": row[0].passage.title} if row else None for row in results]
 
     comparisons = {"retrieval": [], "qa": []}
-    for b, a in itertools.combinations(config.retrievers, 2):  # later minus earlier: dense − bm25, hybrid − bm25, ...
+    for b, a in itertools.combinations(names, 2):  # later minus earlier: dense − bm25, hybrid − bm25, ...
         for k in config.k:
             ci = paired_bootstrap(hits_at[a][k], hits_at[b][k], config.bootstrap_samples, config.confidence, config.seed)
             comparisons["retrieval"].append({"a": a, "b": b, "k": str(k), **ci.to_dict(scale=100.0)})
@@ -306,7 +318,7 @@ def run_evaluation(config: EvalConfig | None = None, progress: Progress | None =
         "corpus": config.corpus, "corpus_source": config.corpus or "embedded: Wikipedia summaries",
         "n_passages": len(passages), "corpus_fingerprint": corpus_fingerprint(passages),
         "model": config.model, "model_source": config.model or "embedded all-MiniLM-L6-v2 (not trained on this task)",
-        "retrievers": config.retrievers, "k": config.k, "match": config.match,
+        "retrievers": names, "k": config.k, "match": config.match,
         "index_type": config.index_type, "fusion": config.fusion, "weight": config.weight, "use_cache": config.use_cache,
         "generate": config.generate, "generator": config.generator,
         "generator_source": config.generator or "embedded default generator", "rag_k": config.rag_k,
@@ -327,8 +339,8 @@ def run_evaluation(config: EvalConfig | None = None, progress: Progress | None =
     per_question = []
     for i, ex in enumerate(examples):
         record = {"id": ex.id, "question": ex.question, "answers": ex.answers, "answerable": answerable[i],
-                  "first_hit_rank": {name: ranks[name][i] for name in config.retrievers},
-                  "top1": {name: top1[name][i] for name in config.retrievers}}
+                  "first_hit_rank": {name: ranks[name][i] for name in names},
+                  "top1": {name: top1[name][i] for name in names}}
         if config.generate:
             record["predictions"] = {mode: {"answer": predictions[mode][i],
                                             "em": per_mode[mode]["exact_match_per_question"][i],
@@ -375,6 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bootstrap", type=int, default=DEFAULT_SAMPLES,
                         help=f"paired bootstrap resamples (default {DEFAULT_SAMPLES})")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--no-baseline", action="store_true",
+                        help="with --model, do not also evaluate the untrained default encoder (dense_untrained)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -386,13 +400,14 @@ def main(argv: list[str] | None = None) -> int:
                         generate=args.generate, generator=args.generator, rag_k=args.rag_k, limit=args.limit, match=args.match,
                         out=args.out, index_type=args.index_type, use_cache=not args.no_cache, fusion=args.fusion,
                         weight=args.weight, bootstrap_samples=args.bootstrap, seed=args.seed, show_progress=not args.quiet,
+                        baseline=not args.no_baseline,
                         command=shlex.join(["python", "-m", "eval.run", *argv]))
     report, out = run_evaluation(config)
     n = report["n_questions"]
     print(f"{n:,} questions, {report['n_answerable']:,} answerable from the corpus")
     for name, accs in report["retrieval"].items():
         cells = "  ".join(f"top-{k} {v:5.1f}" for k, v in accs.items())
-        print(f"{name:>7}: {cells}   ({report['queries_per_second'][name]} queries/s)")
+        print(f"{name:>15}: {cells}   ({report['queries_per_second'][name]} queries/s)")
     for mode, v in report["qa"].items():
         print(f"{mode:>11}: EM {v['em']:.1f}  F1 {v['f1']:.1f}")
     print(f"report: {out}/ ({', '.join(FILES)})")

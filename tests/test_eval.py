@@ -85,7 +85,7 @@ def test_full_report_schema_with_all_retrievers_and_cached_rerun(tmp_path, corpu
     original = DualEncoder.encode_passages
     monkeypatch.setattr(DualEncoder, "encode_passages", lambda self, p, **kw: encodes.append(len(p)) or original(self, p, **kw))
     stages = []
-    cfg = config(tmp_path, corpus_file, qa_file, retrievers=["bm25", "dense", "hybrid"], model=str(tiny_model_dir))
+    cfg = config(tmp_path, corpus_file, qa_file, retrievers=["bm25", "dense", "hybrid"], model=str(tiny_model_dir), baseline=False)
     report, out = run_evaluation(cfg, progress=lambda stage, done, total: stages.append((stage, done, total)))
 
     # report.json: the schema of the issue, percent values, k keys as strings
@@ -132,7 +132,7 @@ def test_full_report_schema_with_all_retrievers_and_cached_rerun(tmp_path, corpu
 
     # a rerun loads the cached dense index instead of re-encoding, and replaces the report
     assert encodes == [8]
-    report2, _ = run_evaluation(config(tmp_path, corpus_file, qa_file, retrievers=["dense"], model=str(tiny_model_dir)))
+    report2, _ = run_evaluation(config(tmp_path, corpus_file, qa_file, retrievers=["dense"], model=str(tiny_model_dir), baseline=False))
     assert encodes == [8]
     assert report2["retrieval"]["dense"] == report["retrieval"]["dense"]
     assert list(json.loads((out / "report.json").read_text())["retrieval"]) == ["dense"]
@@ -287,3 +287,12 @@ def test_parse_ks():
 def test_plot_topk_writes_a_png(tmp_path):
     plot_topk({"bm25": {1: 10.0, 5: 30.0, 100: 60.0}, "dense": {1: 20.0, 5: 40.0, 100: 70.0}}, tmp_path / "k.png", "t")
     assert (tmp_path / "k.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_a_trained_model_is_reported_next_to_the_untrained_default(tmp_path, corpus_file, qa_file, tiny_model_dir):
+    report, out = run_evaluation(config(tmp_path, corpus_file, qa_file, retrievers=["bm25", "dense"], model=str(tiny_model_dir)))
+    assert list(report["retrieval"]) == ["bm25", "dense", "dense_untrained"]
+    untrained, _ = run_evaluation(config(tmp_path / "u", corpus_file, qa_file, retrievers=["dense"]))
+    assert report["retrieval"]["dense_untrained"] == untrained["retrieval"]["dense"]
+    assert {(c["a"], c["b"]) for c in report["comparisons"]["retrieval"]} >= {("dense_untrained", "dense")}
+    assert "| dense_untrained |" in (out / "report.md").read_text()

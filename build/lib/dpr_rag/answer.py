@@ -1,0 +1,66 @@
+"""`python -m dpr_rag.answer "QUESTION"`: answer with RAG-Token, RAG-Sequence and closed-book, with provenance."""
+from __future__ import annotations
+
+import argparse
+import json
+import textwrap
+import time
+from pathlib import Path
+
+from .cli_common import add_corpus_args, run_cli
+from .errors import ConfigError
+from .generator import Generator
+from .rag import MODES, RagPipeline
+from .searcher import Searcher
+
+
+def open_pipeline(corpus=None, index=None, model=None, generator=None, rag=None, k: int = 5, index_kind: str = "flat",
+                  use_cache: bool = True, max_new_tokens: int = 16) -> RagPipeline:
+    """A RAG pipeline over a corpus (default: the embedded one); `rag` is a folder written by RAG training
+    (its retriever/ and generator/ take the place of `model` and `generator`)."""
+    if rag is not None:
+        model, generator = str(Path(rag) / "retriever"), str(Path(rag) / "generator")
+    searcher = Searcher.open(corpus, model=model, index=index, index_kind=index_kind, use_cache=use_cache)
+    return RagPipeline(searcher.retriever("dense"), Generator.from_pretrained(generator), k=k, max_new_tokens=max_new_tokens)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dpr_rag.answer", description=__doc__)
+    parser.add_argument("questions", nargs="+")
+    parser.add_argument("--mode", default="all", help=f"{'|'.join(MODES)}|all, or a comma-separated list (default all)")
+    parser.add_argument("--k", type=int, default=5, help="passages to marginalise over (default 5)")
+    parser.add_argument("--beams", type=int, default=1, help="beam size (RAG-Token and closed-book: 1 = greedy; RAG-Sequence uses at least 4)")
+    parser.add_argument("--max-new-tokens", type=int, default=16)
+    add_corpus_args(parser)
+    parser.add_argument("--index", help="a folder written by python -m dpr_rag.index --out")
+    parser.add_argument("--generator", help="Hugging Face causal or seq2seq LM id/folder (default: Gemma 3 270M, embedded)")
+    parser.add_argument("--rag", help="a folder written by RAG training (retriever/ + generator/)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    modes = ["token", "sequence", "closed-book"] if args.mode == "all" else [m.strip() for m in args.mode.split(",")]
+    for m in modes:
+        if m not in MODES:
+            raise ConfigError(f"unknown mode {m!r}; choose from {', '.join(MODES)} or all")
+    if any(not q.strip() for q in args.questions):
+        raise ConfigError("empty question")
+    pipeline = open_pipeline(args.corpus, args.index, args.model, args.generator, args.rag, args.k, args.index_type,
+                             not args.no_cache, args.max_new_tokens)
+    for mode in modes:
+        for question in args.questions:
+            t0 = time.perf_counter()
+            a = pipeline.answer(question, mode, num_beams=args.beams)
+            seconds = time.perf_counter() - t0
+            if args.json:
+                print(json.dumps({"question": question, "mode": mode, "answer": a.answer, "logprob": a.logprob, "seconds": round(seconds, 3),
+                                  "passages": [{"id": p.passage.id, "title": p.passage.title, "prior": p.prior, "posterior": p.posterior}
+                                               for p in a.passages]}, ensure_ascii=False))
+                continue
+            print(f"\n== {mode} ({seconds:.1f} s) | {question}\nanswer: {a.answer!r}  (log p = {a.logprob:.2f})")
+            for p in a.passages:
+                print(f"  p(z|x)={p.prior:.2f}  p(z|x,y)={p.posterior:.2f}  {p.passage.title} (id {p.passage.id})")
+                print(textwrap.indent(textwrap.shorten(p.passage.text, 160), "      "))
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

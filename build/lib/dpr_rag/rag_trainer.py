@@ -1,0 +1,110 @@
+"""Fine-tune RAG end to end, as in the paper: the query encoder and the generator are trained jointly to
+maximise the marginal likelihood of the answer (RAG-Sequence or RAG-Token); the passage encoder and the
+index stay frozen, so the corpus never has to be re-encoded.
+
+Output folder: `retriever/` (the dual encoder: trained query tower, untouched passage tower), `generator/`
+(a Hugging Face folder), `rag_log.jsonl`, `loss.png`. Written atomically at the end of every epoch.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .errors import ConfigError
+from .plots import plot_training_log
+from .qa import QAExample
+from .rag import RagPipeline, check_mode
+
+
+@dataclass
+class RagTrainConfig:
+    out: str
+    mode: str = "token"
+    epochs: int = 1
+    batch_size: int = 4
+    lr: float = 1e-5
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    show_progress: bool = True
+
+
+@dataclass
+class RagTrainResult:
+    out: Path
+    steps: int
+    history: list[dict] = field(default_factory=list)
+    cancelled: bool = False
+
+
+def freeze_passage_tower(pipeline: RagPipeline) -> None:
+    """Give the query tower its own weights (if shared) and freeze the passage tower that built the index."""
+    enc = pipeline.retriever.encoder
+    if enc.passage_encoder is enc.query_encoder:
+        enc.passage_encoder = copy.deepcopy(enc.query_encoder)
+        enc.settings.shared = False
+    enc.passage_encoder.requires_grad_(False)
+
+
+def train_rag(pipeline: RagPipeline, examples: list[QAExample], cfg: RagTrainConfig,
+              callback: Callable[[dict], None] | None = None, cancel: threading.Event | None = None) -> RagTrainResult:
+    """Minimise -log p(answer | question) over `examples` (the first answer string is the target)."""
+    check_mode(cfg.mode)
+    if cfg.mode == "closed-book":
+        raise ConfigError("train a RAG mode: 'sequence' or 'token'")
+    if len(examples) < cfg.batch_size:
+        raise ConfigError(f"batch size {cfg.batch_size} is larger than the {len(examples)} training examples")
+    torch.manual_seed(cfg.seed)
+    freeze_passage_tower(pipeline)
+    enc, gen = pipeline.retriever.encoder, pipeline.generator
+    params = [p for p in [*enc.query_encoder.parameters(), *gen.model.parameters()] if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = out / "rag_log.jsonl"
+    log_path.unlink(missing_ok=True)
+    history, step, cancelled = [], 0, False
+    per_epoch = len(examples) // cfg.batch_size
+    bar = tqdm(total=per_epoch * cfg.epochs, desc=f"RAG-{cfg.mode} training", unit="step", disable=not cfg.show_progress)
+    for epoch in range(cfg.epochs):
+        order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(cfg.seed + epoch)).tolist()
+        enc.query_encoder.train()
+        gen.model.train()
+        for b in range(per_epoch):
+            batch = [examples[i] for i in order[b * cfg.batch_size : (b + 1) * cfg.batch_size]]
+            loss = -pipeline.marginal_logprob([e.question for e in batch], [e.answers[0] for e in batch], cfg.mode, with_grad=True).mean()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            record = {"step": step, "epoch": step / per_epoch, "loss": round(float(loss.detach()), 6)}
+            history.append(record)
+            with open(log_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+            if callback:
+                callback(record)
+            bar.update(1)
+            bar.set_postfix(loss=f"{record['loss']:.3f}")
+            if cancel is not None and cancel.is_set():
+                cancelled = True
+                break
+        enc.eval()
+        gen.model.eval()
+        save_rag(pipeline, out)
+        plot_training_log(log_path, out / "loss.png")
+        if cancelled:
+            break
+    bar.close()
+    return RagTrainResult(out, step, history, cancelled)
+
+
+def save_rag(pipeline: RagPipeline, out: Path) -> None:
+    pipeline.retriever.encoder.save_pretrained(out / "retriever")
+    pipeline.generator.save_pretrained(out / "generator")

@@ -1,0 +1,140 @@
+"""Build, cache, save and open retrievers: the one entry point the CLI, the app and eval share.
+
+Indexes are cached under `$DPR_RAG_CACHE` (default `~/.cache/dpr_rag`), keyed by what they depend on:
+- `bm25/<corpus fingerprint>-<engine>-k1<k1>-b<b>/`
+- `dense/<corpus fingerprint>-<passage encoder fingerprint>-<index kind>/`
+so a second run with the same corpus, model and settings loads instead of re-encoding, and a changed
+corpus or retrained model never picks up a stale index. Entries are written atomically.
+
+A saved index folder (`python -m dpr_rag.index --out DIR`) has the same parts in one place:
+`passages.jsonl`, `bm25/`, `dense/` and `manifest.json` (which model encoded it).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .bm25 import BM25Retriever
+from .dense import DenseRetriever, encode_corpus
+from .encoder import DualEncoder
+from .errors import ConfigError, DataFormatError
+from .faiss_index import DenseIndex
+from .hybrid import DEFAULT_WEIGHT, HybridRetriever
+from .passages import Passage, corpus_fingerprint, load_corpus, load_jsonl, save_jsonl
+from .retriever import Retriever, SearchHit
+from .storage import atomic_dir
+
+RETRIEVERS = ("bm25", "dense", "hybrid")
+MANIFEST = "manifest.json"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("DPR_RAG_CACHE") or Path.home() / ".cache" / "dpr_rag")
+
+
+def check_retriever_names(names: list[str] | str) -> list[str]:
+    names = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
+    for n in names:
+        if n not in RETRIEVERS:
+            raise ConfigError(f"unknown retriever {n!r}; choose from {', '.join(RETRIEVERS)}")
+    if not names:
+        raise ConfigError("no retriever named")
+    return names
+
+
+def bm25_index(passages: list[Passage], k1: float = 0.9, b: float = 0.4, engine: str = "bm25s", use_cache: bool = True) -> BM25Retriever:
+    folder = cache_dir() / "bm25" / f"{corpus_fingerprint(passages)}-{engine}-k1{k1}-b{b}"
+    if use_cache and (folder / "bm25.json").exists():
+        return BM25Retriever.load(folder)
+    retriever = BM25Retriever(passages, k1=k1, b=b, engine=engine)
+    if use_cache:
+        retriever.save(folder)
+    return retriever
+
+
+def dense_index(passages: list[Passage], encoder: DualEncoder, kind: str = "flat", use_cache: bool = True,
+                batch_size: int = 64, show_progress: bool = True, progress=None, **index_params) -> DenseIndex:
+    """The FAISS index of this corpus under this passage encoder: from the cache, or encoded now and cached."""
+    corpus_fp = corpus_fingerprint(passages)
+    folder = cache_dir() / "dense" / f"{corpus_fp}-{encoder.passage_fingerprint()}-{kind}"
+    if use_cache and (folder / "index.faiss").exists():
+        index = DenseIndex.load(folder)
+        if len(index) == len(passages):
+            return index
+    index = encode_corpus(encoder, passages, kind, batch_size=batch_size, show_progress=show_progress, progress=progress, **index_params)
+    if use_cache:
+        index.save(folder)
+    return index
+
+
+def save_index_folder(out: str | os.PathLike, passages: list[Passage], bm25: BM25Retriever, dense: DenseIndex | None,
+                      model: str) -> None:
+    """Write a self-contained index folder atomically (a failed build leaves any previous one intact)."""
+    with atomic_dir(out) as tmp:
+        save_jsonl(passages, tmp / "passages.jsonl")
+        bm25.save(tmp / "bm25")
+        if dense is not None:
+            dense.save(tmp / "dense")
+        manifest = {"model": model, "corpus_fingerprint": corpus_fingerprint(passages), "n_passages": len(passages),
+                    "dense": dense is not None, "index_kind": dense.kind if dense else None,
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+
+
+@dataclass
+class Searcher:
+    """A corpus with its retrievers, built lazily: asking only for BM25 never encodes the corpus."""
+
+    passages: list[Passage]
+    model: str | None = None  # encoder id/folder; None = the embedded default
+    index_kind: str = "flat"
+    hybrid_fusion: str = "linear"
+    hybrid_weight: float = DEFAULT_WEIGHT
+    use_cache: bool = True
+    show_progress: bool = True
+    index_folder: Path | None = None
+    _retrievers: dict[str, Retriever] = field(default_factory=dict, repr=False)
+    _encoder: DualEncoder | None = field(default=None, repr=False)
+
+    @classmethod
+    def open(cls, corpus: str | os.PathLike | None = None, model: str | None = None, index: str | os.PathLike | None = None, **kw) -> Searcher:
+        """Open the default corpus, a corpus file, or a saved index folder (`index`, which wins over `corpus`)."""
+        if index is None:
+            return cls(load_corpus(corpus), model=model, **kw)
+        folder = Path(index)
+        if not (folder / MANIFEST).exists():
+            raise DataFormatError(f"{folder}: not an index folder ({MANIFEST} missing); build one with python -m dpr_rag.index")
+        manifest = json.loads((folder / MANIFEST).read_text())
+        kw.setdefault("index_kind", manifest.get("index_kind") or "flat")
+        return cls(load_jsonl(folder / "passages.jsonl"), model=model or manifest.get("model"), index_folder=folder, **kw)
+
+    @property
+    def encoder(self) -> DualEncoder:
+        if self._encoder is None:
+            self._encoder = DualEncoder.from_pretrained(self.model)
+        return self._encoder
+
+    def retriever(self, name: str) -> Retriever:
+        (name,) = check_retriever_names([name])
+        if name not in self._retrievers:
+            self._retrievers[name] = self._build(name)
+        return self._retrievers[name]
+
+    def _build(self, name: str) -> Retriever:
+        if name == "bm25":
+            if self.index_folder is not None:
+                return BM25Retriever.load(self.index_folder / "bm25")
+            return bm25_index(self.passages, use_cache=self.use_cache)
+        if name == "dense":
+            if self.index_folder is not None and (self.index_folder / "dense").exists():
+                index = DenseIndex.load(self.index_folder / "dense")
+            else:
+                index = dense_index(self.passages, self.encoder, self.index_kind, use_cache=self.use_cache, show_progress=self.show_progress)
+            return DenseRetriever(self.encoder, index, self.passages)
+        return HybridRetriever(self.retriever("bm25"), self.retriever("dense"), fusion=self.hybrid_fusion, weight=self.hybrid_weight)
+
+    def search(self, questions: list[str], k: int = 10, retriever: str = "dense") -> list[list[SearchHit]]:
+        return self.retriever(retriever).search(questions, k)
