@@ -10,18 +10,28 @@ from pathlib import Path
 from .cli_common import add_corpus_args, run_cli
 from .errors import ConfigError
 from .generator import Generator
-from .rag import MODES, RagPipeline
+from .rag import MODES, RagPipeline, load_rag_config
 from .searcher import Searcher
 
 
 def open_pipeline(corpus=None, index=None, model=None, generator=None, rag=None, k: int = 5, index_kind: str = "flat",
                   use_cache: bool = True, max_new_tokens: int = 16) -> RagPipeline:
     """A RAG pipeline over a corpus (default: the embedded one); `rag` is a folder written by RAG training
-    (its retriever/ and generator/ take the place of `model` and `generator`)."""
+    (its retriever/ and generator/ take the place of `model` and `generator`, with the temperature it was trained
+    with). Any corpus works with it: its index is built (or taken from the cache) with the frozen passage tower."""
+    temperature = None
     if rag is not None:
-        model, generator = str(Path(rag) / "retriever"), str(Path(rag) / "generator")
+        folder = Path(rag)
+        if not (folder / "retriever").is_dir() or not (folder / "generator").is_dir():
+            raise ConfigError(f"{folder}: not a RAG training folder (retriever/ and generator/ missing); "
+                              "write one with python -m dpr_rag.train_rag --out DIR")
+        if model is not None or generator is not None:
+            raise ConfigError("give either a RAG folder or a retriever model / generator, not both")
+        model, generator = str(folder / "retriever"), str(folder / "generator")
+        temperature = load_rag_config(folder).get("temperature")
     searcher = Searcher.open(corpus, model=model, index=index, index_kind=index_kind, use_cache=use_cache)
-    return RagPipeline(searcher.retriever("dense"), Generator.from_pretrained(generator), k=k, max_new_tokens=max_new_tokens)
+    return RagPipeline(searcher.retriever("dense"), Generator.from_pretrained(generator), k=k, temperature=temperature,
+                       max_new_tokens=max_new_tokens)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,12 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("questions", nargs="+")
     parser.add_argument("--mode", default="all", help=f"{'|'.join(MODES)}|all, or a comma-separated list (default all)")
     parser.add_argument("--k", type=int, default=5, help="passages to marginalise over (default 5)")
-    parser.add_argument("--beams", type=int, default=1, help="beam size (RAG-Token and closed-book: 1 = greedy; RAG-Sequence uses at least 4)")
+    parser.add_argument("--beams", type=int, default=None,
+                        help="beam size (default: 1 = greedy for RAG-Token and closed-book, 4 per passage for RAG-Sequence)")
     parser.add_argument("--max-new-tokens", type=int, default=16)
     add_corpus_args(parser)
     parser.add_argument("--index", help="a folder written by python -m dpr_rag.index --out")
     parser.add_argument("--generator", help="Hugging Face causal or seq2seq LM id/folder (default: Gemma 3 270M, embedded)")
-    parser.add_argument("--rag", help="a folder written by RAG training (retriever/ + generator/)")
+    parser.add_argument("--rag", help="a folder written by RAG training (python -m dpr_rag.train_rag): its query encoder and "
+                        "generator, over --corpus or the default corpus (hot-swapping: no retraining needed)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     modes = ["token", "sequence", "closed-book"] if args.mode == "all" else [m.strip() for m in args.mode.split(",")]

@@ -14,13 +14,18 @@ Dequantising the GGUF takes about a minute, so it is converted once into a safet
 """
 from __future__ import annotations
 
+import copy
 import inspect
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, StoppingCriteria,
+                          StoppingCriteriaList)
+from transformers.modeling_outputs import BaseModelOutput
 
 from .errors import ConfigError, DprRagError
 from .passages import Passage
@@ -93,6 +98,44 @@ def _pad(rows: Sequence[Sequence[int]], pad_id: int, left: bool) -> tuple[torch.
     return ids, mask
 
 
+@dataclass
+class EncodedPrompts:
+    """Inputs run through the generator once (`Generator.encode_prompts`), shared by generation and scoring."""
+
+    ids: torch.Tensor  # (N, S) input ids: left-padded for a causal LM, right-padded for a seq2seq encoder
+    mask: torch.Tensor  # (N, S) attention mask
+    state: Any  # causal: key/value cache of ids[:, :-1] (None if S == 1); seq2seq: encoder output (N, S, d)
+    reserve: int  # causal: context tokens left free after the prompts
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+
+def _cache_rows(cache, rows: torch.Tensor):
+    """A key/value cache of the given batch rows (repeats allowed), leaving `cache` itself as it was."""
+    layers = getattr(cache, "layers", None)
+    if isinstance(layers, list):
+        new = copy.copy(cache)  # new layer objects over the same tensors: selecting rows and extending make new tensors
+        new.layers = [copy.copy(layer) for layer in layers]
+    else:
+        new = copy.deepcopy(cache)
+    new.batch_select_indices(rows)
+    return new
+
+
+class StopAtNewline(StoppingCriteria):
+    """Stop a row as soon as its generated text (leading whitespace aside) holds a newline: the answer is its first
+    line, so nothing after that can change it. A newline before any text does not stop (the answer may start on
+    the next line). Works per row, so with beam search too; rows that generate the same tokens stop together."""
+
+    def __init__(self, tokenizer, start: int):
+        self.tokenizer, self.start = tokenizer, start  # start: the column where the generated tokens begin
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        texts = self.tokenizer.batch_decode(input_ids[:, self.start:].tolist(), skip_special_tokens=True)
+        return torch.tensor(["\n" in t.lstrip() for t in texts], dtype=torch.bool, device=input_ids.device)
+
+
 class Generator:
     """A Hugging Face generator with teacher-forced scoring, next-token distributions and beam search.
 
@@ -114,6 +157,7 @@ class Generator:
         params = inspect.signature(model.forward).parameters
         self._takes_positions = "position_ids" in params
         self._takes_logits_to_keep = "logits_to_keep" in params
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"  # renamed in transformers 5.x
         with_special = tokenizer("a", add_special_tokens=True)["input_ids"]
         bare = tokenizer("a", add_special_tokens=False)["input_ids"]
         # Special tokens the tokenizer puts before the text (e.g. Gemma's <bos>): kept when an input is truncated.
@@ -243,6 +287,70 @@ class Generator:
         return logp * tgt_mask, tgt_mask
 
     @torch.inference_mode()
+    def cross_target_logprobs(self, inputs: Sequence[str], targets: Sequence[str | Sequence[int]], max_logits: int = 2**25,
+                              prompts: EncodedPrompts | None = None,
+                              rows: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every target scored after every input: `(logp, mask)` of shapes (N, C, T) and (C, T), T = longest target.
+
+        The same numbers as `target_logprobs` on all N·C (input, target) pairs, but each input is run once: a causal
+        LM's prompt key/value cache, or a seq2seq encoder's output, is shared by all targets. RAG-Sequence scores its
+        candidates under every passage with it. `prompts` (from `encode_prompts`, e.g. the ones generation used)
+        and its `rows` holding `inputs` skip even that. Targets go in groups of similar length, about `max_logits`
+        logits at a time (a 262k-token vocabulary makes logits the largest tensor). No gradients.
+        """
+        tgt = self._targets(targets)
+        N, C = len(inputs), len(tgt)
+        if N == 0 or C == 0:
+            raise ConfigError("cross_target_logprobs needs at least one input and one target")
+        longest = max(len(t) for t in tgt)
+        if prompts is not None:
+            rows = list(range(len(prompts))) if rows is None else list(rows)
+            if len(rows) != N:
+                raise ConfigError(f"{N} inputs but {len(rows)} prompt rows")
+            if not self.is_encoder_decoder and prompts.ids.shape[1] + longest - 1 > self.max_length:
+                prompts = None  # encoded with too little room for these targets: encode again with enough
+        if prompts is None:
+            prompts, rows = self.encode_prompts(inputs, reserve=longest), list(range(N))
+        index = torch.tensor(rows, device=self.device)
+        ids, mask = prompts.ids[index], prompts.mask[index]
+        _, tgt_mask = _pad(tgt, self.pad_token_id, left=False)
+        T = tgt_mask.shape[1]
+        logp = torch.zeros(N, C, T, device=self.device)
+        vocab = max(int(self.model.get_output_embeddings().weight.shape[0]), 1)
+        groups, order = [], sorted(range(C), key=lambda j: len(tgt[j]))
+        while order:  # shortest first; each group as large as the logits budget allows for its longest target
+            n = 1
+            while n < len(order) and N * (n + 1) * len(tgt[order[n]]) * vocab <= max_logits:
+                n += 1
+            groups.append(order[:n])
+            order = order[n:]
+        for group in groups:
+            n, width = len(group), max(len(tgt[j]) for j in group)
+            g_ids, g_mask = _pad([tgt[j] for j in group], self.pad_token_id, left=False)
+            g_ids, g_mask = g_ids.to(self.device), g_mask.to(self.device)  # row i·n + j below: input i, target group[j]
+            if self.is_encoder_decoder:
+                dec_ids = self._decoder_inputs([tgt[j] for j in group])[0][:, :width].to(self.device)
+                hidden = prompts.state[index].repeat_interleave(n, 0)
+                logits = self.model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
+                                    attention_mask=mask.repeat_interleave(n, 0), decoder_input_ids=dec_ids.repeat(N, 1),
+                                    use_cache=False).logits
+            else:
+                # The cache holds each prompt but its last token: run that token and the target (but its last token),
+                # so the `width` logits predict the target's tokens.
+                step = torch.cat([ids[:, -1:].repeat_interleave(n, 0), g_ids[:, :-1].repeat(N, 1)], 1)
+                attention = torch.cat([mask.repeat_interleave(n, 0), g_mask[:, :-1].repeat(N, 1)], 1)
+                kwargs: dict = {"input_ids": step, "attention_mask": attention, "use_cache": prompts.state is not None}
+                if prompts.state is not None:
+                    kwargs[self._cache_arg] = _cache_rows(prompts.state, index.repeat_interleave(n))
+                if self._takes_positions:
+                    kwargs["position_ids"] = (attention.cumsum(-1) - 1).clamp(min=0)[:, -width:]
+                logits = self.model(**kwargs).logits
+            picked = torch.log_softmax(logits.float(), -1).gather(-1, g_ids.repeat(N, 1).unsqueeze(-1)).squeeze(-1)
+            logp[:, group, :width] = picked.view(N, n, width)
+        tgt_mask = tgt_mask.to(self.device)
+        return logp * tgt_mask, tgt_mask
+
+    @torch.inference_mode()
     def next_token_logprobs(self, inputs: Sequence[str], prefixes: Sequence[Sequence[int]]) -> torch.Tensor:
         """(N, V) log-distribution of the token after `inputs[n]` followed by the generated ids `prefixes[n]`."""
         if len(inputs) != len(prefixes):
@@ -263,26 +371,83 @@ class Generator:
         return torch.log_softmax(logits.float(), -1)
 
     # ---- generation ------------------------------------------------------------------------------------
+    share_prompt_cache = True  # beam search over a causal LM: run each prompt once, not once per beam
+
+    @torch.inference_mode()
+    def encode_prompts(self, inputs: Sequence[str], reserve: int = 0) -> EncodedPrompts:
+        """Run the inputs through the model once, for `generate` and `cross_target_logprobs` to share: a causal LM's
+        key/value cache of each prompt but its last token (left-padded, `reserve` tokens of the context kept free
+        for what follows), or a seq2seq model's encoder output."""
+        if not inputs:
+            raise ConfigError("no inputs to encode")
+        if self.is_encoder_decoder:
+            ids, mask = _pad(self._encode_inputs(inputs, [0] * len(inputs)), self.pad_token_id, left=False)
+            ids, mask = ids.to(self.device), mask.to(self.device)
+            return EncodedPrompts(ids, mask, self.model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state, 0)
+        ids, mask = _pad(self._encode_inputs(inputs, [reserve] * len(inputs)), self.pad_token_id, left=True)
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        state = None
+        if ids.shape[1] > 1:
+            head, head_mask = ids[:, :-1], mask[:, :-1]
+            kwargs: dict = {"input_ids": head, "attention_mask": head_mask, "use_cache": True}
+            if self._takes_positions:
+                kwargs["position_ids"] = (head_mask.cumsum(-1) - 1).clamp(min=0)
+            if self._takes_logits_to_keep:
+                kwargs["logits_to_keep"] = 1
+            out = self.model(**kwargs)
+            state = out.get("cache", None) or out.get("past_key_values", None)
+        return EncodedPrompts(ids, mask, state, reserve)
+
     @torch.inference_mode()
     def generate(self, inputs: Sequence[str], max_new_tokens: int = 16, num_beams: int = 4,
-                 num_return_sequences: int = 4, **generate_kwargs) -> list[list[str]]:
+                 num_return_sequences: int = 4, stop_at_newline: bool = True, prompts: EncodedPrompts | None = None,
+                 **generate_kwargs) -> list[list[str]]:
         """Beam-search candidate answers per input: decoded, stripped, cut at the first newline, de-duplicated,
-        best first (empty answers dropped; `[""]` if nothing else is left). Extra keyword arguments (e.g.
-        `logits_processor`) go to `model.generate`; `num_return_sequences` is capped at `num_beams`."""
+        best first (empty answers dropped; `[""]` if nothing else is left). Generation stops at eos and, with
+        `stop_at_newline`, at the end of the answer's first line instead of running on to `max_new_tokens` (the
+        text after it would be cut anyway). `prompts`: the inputs already run by `encode_prompts` (beam search over
+        a causal LM does that itself, so that each prompt runs once, not once per beam). Extra keyword arguments
+        (e.g. `logits_processor`) go to `model.generate`; `num_return_sequences` is capped at `num_beams`."""
         num_return_sequences = max(1, min(num_return_sequences, num_beams))
-        reserve = 0 if self.is_encoder_decoder else max_new_tokens
-        ids, mask = _pad(self._encode_inputs(inputs, [reserve] * len(inputs)), self.pad_token_id, left=not self.is_encoder_decoder)
+        if prompts is not None and len(prompts) != len(inputs):
+            raise ConfigError(f"{len(inputs)} inputs but {len(prompts)} encoded prompts")
+        if prompts is not None and not self.is_encoder_decoder and prompts.ids.shape[1] + max_new_tokens > self.max_length:
+            prompts = None  # encoded with too little room for max_new_tokens: encode again
+        if prompts is None and self.share_prompt_cache and num_beams > 1 and not self.is_encoder_decoder:
+            prompts = self.encode_prompts(inputs, reserve=max_new_tokens)
+        extra: dict = {}
+        if prompts is not None:
+            ids, mask = prompts.ids, prompts.mask
+            if self.is_encoder_decoder:
+                extra["encoder_outputs"] = BaseModelOutput(last_hidden_state=prompts.state)  # generate copies it per beam
+            elif prompts.state is not None:
+                # generate copies each prompt num_beams times but not a cache it is given: give it one copy per beam.
+                rows = torch.arange(len(inputs), device=self.device).repeat_interleave(num_beams)
+                extra[self._cache_arg] = _cache_rows(prompts.state, rows)
+        else:
+            reserve = 0 if self.is_encoder_decoder else max_new_tokens
+            ids, mask = _pad(self._encode_inputs(inputs, [reserve] * len(inputs)), self.pad_token_id, left=not self.is_encoder_decoder)
+            ids, mask = ids.to(self.device), mask.to(self.device)
+        stopping = StoppingCriteriaList(generate_kwargs.pop("stopping_criteria", None) or [])
+        if stop_at_newline:
+            stopping.append(StopAtNewline(self.tokenizer, 0 if self.is_encoder_decoder else ids.shape[1]))
         kwargs = {"max_new_tokens": max_new_tokens, "num_beams": num_beams, "num_return_sequences": num_return_sequences,
-                  "do_sample": False, "pad_token_id": self.pad_token_id, "eos_token_id": self.eos_token_id, **generate_kwargs}
-        out = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **kwargs)
+                  "do_sample": False, "pad_token_id": self.pad_token_id, "eos_token_id": self.eos_token_id,
+                  "stopping_criteria": stopping, **extra, **generate_kwargs}
+        out = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
         if not self.is_encoder_decoder:
             out = out[:, ids.shape[1]:]
         results = []
         for n in range(len(inputs)):
             answers: list[str] = []
             for seq in out[n * num_return_sequences:(n + 1) * num_return_sequences]:
-                text = self.tokenizer.decode(seq.tolist(), skip_special_tokens=True).strip().split("\n")[0].strip()
+                text = first_line(self.tokenizer.decode(seq.tolist(), skip_special_tokens=True))
                 if text and text not in answers:
                     answers.append(text)
             results.append(answers or [""])
         return results
+
+
+def first_line(text: str) -> str:
+    """The answer in a generated text: its first non-blank line, stripped."""
+    return text.strip().split("\n")[0].strip()

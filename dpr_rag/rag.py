@@ -9,13 +9,18 @@ Decoding, as in the paper:
 - RAG-Sequence ("thorough decoding"): beam search under each passage separately gives candidate answers;
   every candidate is then rescored by its marginal Σ_z p(z|x) p(y | x, z) over all passages.
 - Closed-book: the generator alone, no passages (the baseline).
+Each (question, passage) prompt runs through the generator once (`Generator.encode_prompts`): decoding, every beam,
+and the scoring of the answers all reuse it. Generation stops at eos or at the end of the answer's first line.
 
 Every answer carries its passages with p(z|x) and the posterior p(z|x,y) (the passage it leaned on).
 The index can be hot-swapped (`swap_corpus`): the query encoder and generator are kept.
 """
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
@@ -24,10 +29,14 @@ from .dense import DenseRetriever
 from .errors import ConfigError
 from .generator import Generator, prompt
 from .losses import passage_posterior, rag_sequence_logprob, rag_token_logprob
-from .passages import Passage
+from .passages import Passage, load_corpus
 from .retriever import SearchHit
+from .searcher import dense_index
 
 MODES = ("sequence", "token", "closed-book")
+DEFAULT_SEQUENCE_BEAMS = 4
+SCORING_SLACK = 8  # context kept free beyond max_new_tokens: a decoded answer re-encoded (+ eos) may take a few more tokens
+RAG_CONFIG = "rag_config.json"  # written by RAG training beside retriever/ and generator/
 
 
 @dataclass
@@ -68,27 +77,52 @@ class RagPipeline:
         self.temperature = temperature or (0.05 if retriever.encoder.settings.normalize else 1.0)
 
     # ---- retrieval ------------------------------------------------------------------------------------
-    def swap_corpus(self, retriever: DenseRetriever) -> None:
-        """Hot-swap the corpus and its index; the query encoder and generator stay as they are."""
-        self.retriever = retriever
+    def swap_corpus(self, corpus: DenseRetriever | list[Passage] | str | os.PathLike, index_kind: str = "flat",
+                    use_cache: bool = True, show_progress: bool = False) -> None:
+        """Hot-swap the corpus and its index without retraining: the query encoder (trained or not) and the generator
+        stay as they are. `corpus`: passages or a corpus file, indexed with this pipeline's passage tower (from the
+        index cache when it has them); or a `DenseRetriever` over the new corpus, used as it is when its query tower
+        has this pipeline's weights, else given this pipeline's query encoder (its index must come from the same
+        passage tower)."""
+        enc = self.retriever.encoder
+        if isinstance(corpus, DenseRetriever):
+            if corpus.encoder is enc or _same_weights(corpus.encoder.query_encoder, enc.query_encoder):
+                self.retriever = corpus
+            elif corpus.encoder.passage_fingerprint() == enc.passage_fingerprint():
+                self.retriever = DenseRetriever(enc, corpus.index, corpus.passages)  # keep the (trained) query encoder
+            else:
+                raise ConfigError("the new index was built by a different passage encoder than this pipeline's, so its vectors "
+                                  "do not match the query encoder; pass the passages instead and they are encoded with it")
+            return
+        passages = load_corpus(corpus) if isinstance(corpus, (str, os.PathLike)) else list(corpus)
+        index = dense_index(passages, enc, index_kind, use_cache=use_cache, show_progress=show_progress)
+        self.retriever = DenseRetriever(enc, index, passages)
 
     def retrieve(self, questions: list[str], with_grad: bool = False) -> tuple[list[list[SearchHit]], torch.Tensor]:
         """Top-k passages per question and log p(z|x) (B, K). With `with_grad`, the scores are recomputed from
         the query encoder with gradients (the passage vectors come from the frozen index)."""
-        hits = self.retriever.search(questions, self.k)
-        if any(len(h) < self.k for h in hits):
-            raise ConfigError(f"the corpus has fewer than k={self.k} passages; lower k")
+        check_questions(questions)
+        if not self.retriever.passages:
+            raise ConfigError("no passages retrieved: the corpus is empty")
+        enc = self.retriever.encoder
+        training = enc.query_encoder.training
+        hits = self.retriever.search(questions, self.k)  # encodes under inference mode and switches the tower to eval
+        enc.query_encoder.train(training)
+        n_passages = len(self.retriever.passages)
+        for q, row in zip(questions, hits):
+            if len(row) < self.k:
+                raise ConfigError(f"only {len(row)} passages retrieved for {q!r} but k={self.k}: the corpus has "
+                                  f"{n_passages} passages; lower k to at most {n_passages}")
         if with_grad:
-            enc = self.retriever.encoder
             batch = {k: v.to(next(enc.parameters()).device) for k, v in enc.tokenize_queries(questions).items()}
             q = enc.query_encoder(**batch)
-            position = {p.id: i for i, p in enumerate(self.retriever.passages)}
-            ids = torch.tensor([[position[h.passage.id] for h in row] for row in hits])
+            position = {id(p): i for i, p in enumerate(self.retriever.passages)}
+            ids = torch.tensor([[position[id(h.passage)] for h in row] for row in hits])
             p = torch.from_numpy(self.retriever.index.reconstruct(ids.flatten().numpy())).view(*ids.shape, -1).to(q.device)
-            scores = torch.einsum("bd,bkd->bk", q, p)
+            scores = torch.einsum("bd,bkd->bk", q, p.to(q.dtype))
         else:
             scores = torch.tensor([[h.score for h in row] for row in hits])
-        return hits, torch.log_softmax(scores / self.temperature, dim=1)
+        return hits, torch.log_softmax(scores.float() / self.temperature, dim=1)
 
     # ---- scoring ----------------------------------------------------------------------------------------
     def _token_logp(self, questions: list[str], hits: list[list[SearchHit]], answers: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,64 +134,107 @@ class RagPipeline:
         return logp.view(B, K, -1), mask.view(B, K, -1)[:, 0]
 
     def marginal_logprob(self, questions: list[str], answers: list[str], mode: str, with_grad: bool = False) -> torch.Tensor:
-        """log p(answer | question) under RAG-Sequence or RAG-Token (the training objective's negative)."""
+        """log p(answer | question) (B,) under RAG-Sequence, RAG-Token (the training objective's negative) or the
+        closed-book generator. Keeps the generator's gradients (wrap in `torch.no_grad()` to score only); `with_grad`
+        also lets them reach the query encoder through p(z|x)."""
         check_mode(mode)
+        check_questions(questions)
+        if len(answers) != len(questions):
+            raise ConfigError(f"{len(questions)} questions but {len(answers)} answers")
+        if mode == "closed-book":
+            logp, _ = self.generator.target_logprobs([prompt(q, None) for q in questions], answers)
+            return logp.sum(-1)
         hits, doc_logp = self.retrieve(questions, with_grad=with_grad)
         tok_logp, mask = self._token_logp(questions, hits, answers)
         doc_logp = doc_logp.to(tok_logp.device)
         return (rag_sequence_logprob if mode == "sequence" else rag_token_logprob)(doc_logp, tok_logp, mask)
 
     # ---- answering ---------------------------------------------------------------------------------------
-    def answer(self, question: str, mode: str = "token", num_beams: int = 1) -> RagAnswer:
+    def answer(self, question: str, mode: str = "token", num_beams: int | None = None) -> RagAnswer:
         return self.answer_batch([question], mode, num_beams)[0]
 
-    def answer_batch(self, questions: list[str], mode: str = "token", num_beams: int = 1) -> list[RagAnswer]:
+    def answer_batch(self, questions: list[str], mode: str = "token", num_beams: int | None = None) -> list[RagAnswer]:
+        """Answer each question. `num_beams`: RAG-Token and closed-book default to 1 (greedy); RAG-Sequence to
+        4 beams per passage (the candidates that are then rescored), 1 = the greedy answer of each passage."""
         check_mode(mode)
-        if any(not q.strip() for q in questions):
-            raise ConfigError("empty question")
-        if mode == "closed-book":
-            texts = [c[0] if c else "" for c in self.generator.generate([prompt(q, None) for q in questions], self.max_new_tokens,
-                                                                         num_beams=max(num_beams, 1), num_return_sequences=1)]
-            logp, mask = self.generator.target_logprobs([prompt(q, None) for q in questions], texts)
-            with torch.no_grad():
-                return [RagAnswer(q, t, mode, float((lp * m).sum())) for q, t, lp, m in zip(questions, texts, logp, mask)]
+        check_questions(questions)
+        if num_beams is None:
+            num_beams = DEFAULT_SEQUENCE_BEAMS if mode == "sequence" else 1
+        if not isinstance(num_beams, int) or num_beams < 1:
+            raise ConfigError(f"num_beams must be a positive integer, got {num_beams!r}")
         with torch.no_grad():
+            if mode == "closed-book":
+                inputs = [prompt(q, None) for q in questions]
+                outputs = self.generator.generate(inputs, self.max_new_tokens, num_beams=num_beams, num_return_sequences=1)
+                texts = [c[0] for c in outputs]
+                logp, mask = self.generator.target_logprobs(inputs, texts)
+                return [RagAnswer(q, t, mode, float(lp.sum())) for q, t, lp in zip(questions, texts, logp)]
             hits, doc_logp = self.retrieve(questions)
+            K = len(hits[0])
+            inputs = self._inputs(questions, hits)
+            # Each (question, passage) prompt runs through the generator once, for decoding and for scoring the answers.
+            prompts = self.generator.encode_prompts(inputs, reserve=self.max_new_tokens + SCORING_SLACK)
             if mode == "token":
-                texts = self._decode_token(questions, hits, doc_logp, num_beams)
+                processor = LogitsProcessorList([_MixturePerQuestion(doc_logp, num_beams)])
+                outputs = self.generator.generate(inputs, self.max_new_tokens, num_beams=num_beams, num_return_sequences=1,
+                                                  logits_processor=processor, prompts=prompts)
+                pools = [[outputs[b * K][0]] for b in range(len(questions))]  # the K rows agree; take the first
             else:
-                texts = self._decode_sequence(questions, hits, doc_logp, max(num_beams, 4))
-            tok_logp, mask = self._token_logp(questions, hits, texts)
-            doc_logp = doc_logp.to(tok_logp.device)
-            marginal = (rag_token_logprob if mode == "token" else rag_sequence_logprob)(doc_logp, tok_logp, mask)
-            posterior = passage_posterior(doc_logp, tok_logp, mask)
+                pools = self._candidates(questions, inputs, K, num_beams, prompts)
+            texts, marginal, posterior = [], [], []
+            for b, pool in enumerate(pools):
+                rows = range(b * K, (b + 1) * K)
+                tok_logp, mask = self.generator.cross_target_logprobs([inputs[r] for r in rows], pool, prompts=prompts, rows=rows)
+                tok_logp = tok_logp.transpose(0, 1)  # (C, K, T): every candidate under every passage
+                prior = doc_logp[b : b + 1].to(tok_logp.device).expand(len(pool), -1)
+                # RAG-Sequence rescores every candidate by its marginal ("thorough decoding"); RAG-Token has one.
+                scores = (rag_token_logprob if mode == "token" else rag_sequence_logprob)(prior, tok_logp, mask)
+                i = int(scores.argmax())
+                texts.append(pool[i])
+                marginal.append(float(scores[i]))
+                posterior.append(passage_posterior(prior[:1], tok_logp[i : i + 1], mask[i : i + 1])[0].tolist())
         prior = doc_logp.exp()
-        return [RagAnswer(q, t, mode, float(marginal[b]),
-                          [Provenance(h.passage, h.score, float(prior[b, k]), float(posterior[b, k])) for k, h in enumerate(row)])
+        return [RagAnswer(q, t, mode, marginal[b],
+                          [Provenance(h.passage, h.score, float(prior[b, k]), posterior[b][k]) for k, h in enumerate(row)])
                 for b, (q, t, row) in enumerate(zip(questions, texts, hits))]
 
-    def _decode_token(self, questions, hits, doc_logp, num_beams: int) -> list[str]:
-        inputs = [prompt(q, h.passage) for q, row in zip(questions, hits) for h in row]
-        processor = LogitsProcessorList([_MixturePerQuestion(doc_logp, max(num_beams, 1))])
-        outputs = self.generator.generate(inputs, self.max_new_tokens, num_beams=max(num_beams, 1), num_return_sequences=1,
-                                          logits_processor=processor)
-        K = len(hits[0])
-        return [(outputs[b * K] or [""])[0] for b in range(len(questions))]  # the K rows agree; take the first
+    def _inputs(self, questions, hits) -> list[str]:
+        return [prompt(q, h.passage) for q, row in zip(questions, hits) for h in row]
 
-    def _decode_sequence(self, questions, hits, doc_logp, num_beams: int) -> list[str]:
-        inputs = [prompt(q, h.passage) for q, row in zip(questions, hits) for h in row]
-        candidates = self.generator.generate(inputs, self.max_new_tokens, num_beams=num_beams, num_return_sequences=num_beams)
-        K, best = len(hits[0]), []
-        for b, q in enumerate(questions):
-            pool = list(dict.fromkeys(c for k in range(K) for c in candidates[b * K + k] if c))
-            if not pool:
-                best.append("")
-                continue
-            # Rescore every candidate under every passage: p(y|x) = Σ_z p(z|x) p(y|x,z).
-            tok_logp, mask = self._token_logp([q] * len(pool), [hits[b]] * len(pool), pool)
-            scores = rag_sequence_logprob(doc_logp[b : b + 1].expand(len(pool), -1).to(tok_logp.device), tok_logp, mask)
-            best.append(pool[int(scores.argmax())])
-        return best
+    def _candidates(self, questions, inputs, K: int, num_beams: int, prompts=None) -> list[list[str]]:
+        """RAG-Sequence's candidates per question: the union of each passage's `num_beams` beam hypotheses."""
+        candidates = self.generator.generate(inputs, self.max_new_tokens, num_beams=num_beams, num_return_sequences=num_beams,
+                                             prompts=prompts)
+        pools = [list(dict.fromkeys(c for k in range(K) for c in candidates[b * K + k] if c)) for b in range(len(questions))]
+        return [pool or [""] for pool in pools]
+
+    def sequence_candidates(self, questions: list[str], num_beams: int = DEFAULT_SEQUENCE_BEAMS) -> list[list[str]]:
+        """The candidate answers RAG-Sequence chooses from for each question (before rescoring)."""
+        hits, _ = self.retrieve(questions)
+        return self._candidates(questions, self._inputs(questions, hits), len(hits[0]), num_beams)
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    if a is b:
+        return True
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape and torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def load_rag_config(folder) -> dict:
+    """The settings a RAG training folder was trained with (mode, k, temperature), or {} for an older folder."""
+    path = Path(folder) / RAG_CONFIG
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def check_questions(questions: list[str]) -> None:
+    if isinstance(questions, str):
+        raise ConfigError("pass a list of questions, not a single string")
+    if not questions:
+        raise ConfigError("no questions given")
+    for i, q in enumerate(questions):
+        if not isinstance(q, str) or not q.strip():
+            raise ConfigError("empty question" if len(questions) == 1 else f"question {i + 1} is empty")
 
 
 def check_mode(mode: str) -> None:

@@ -3,7 +3,9 @@ maximise the marginal likelihood of the answer (RAG-Sequence or RAG-Token); the 
 index stay frozen, so the corpus never has to be re-encoded.
 
 Output folder: `retriever/` (the dual encoder: trained query tower, untouched passage tower), `generator/`
-(a Hugging Face folder), `rag_log.jsonl`, `loss.png`. Written atomically at the end of every epoch.
+(a Hugging Face folder), `rag_config.json` (mode, k, temperature), `rag_log.jsonl`, `loss.png`; each part is written
+atomically at the end of every epoch. `python -m dpr_rag.answer --rag OUT` (or `open_pipeline(rag=OUT)`) loads it,
+over the corpus it was trained with or any other: the index is built with the frozen passage tower.
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ from tqdm.auto import tqdm
 from .errors import ConfigError
 from .plots import plot_training_log
 from .qa import QAExample
-from .rag import RagPipeline, check_mode
+from .rag import RAG_CONFIG, RagPipeline, check_mode
+from .storage import atomic_file
 
 
 @dataclass
@@ -52,6 +55,38 @@ def freeze_passage_tower(pipeline: RagPipeline) -> None:
     enc.passage_encoder.requires_grad_(False)
 
 
+def check_targets(pipeline: RagPipeline, examples: list[QAExample]) -> None:
+    """Every target answer must fit the generator's context (with room for the input): fail before training."""
+    gen = pipeline.generator
+    # A causal LM reads input and answer in one context, with at least one input token (after any <bos>) to predict from.
+    limit = gen.max_length if gen.is_encoder_decoder else gen.max_length - 1 - gen._n_head_special
+    for i, e in enumerate(examples):
+        if not e.answers:
+            raise ConfigError(f"training example {i + 1} ({e.question!r}) has no answer")
+        n = len(gen.encode_target(e.answers[0]))
+        if n > limit:
+            raise ConfigError(f"training example {i + 1}: the answer has {n} tokens, more than the generator's context of "
+                              f"{gen.max_length} tokens allows")
+
+
+@torch.no_grad()
+def mean_loss(pipeline: RagPipeline, examples: list[QAExample], mode: str, batch_size: int = 8) -> float:
+    """Mean -log p(answer | question) over `examples` (eval mode, no gradients): the training objective."""
+    enc, gen = pipeline.retriever.encoder, pipeline.generator
+    modes = enc.query_encoder.training, gen.model.training
+    enc.query_encoder.eval()
+    gen.model.eval()
+    try:
+        total = 0.0
+        for start in range(0, len(examples), batch_size):
+            batch = examples[start : start + batch_size]
+            total += -float(pipeline.marginal_logprob([e.question for e in batch], [e.answers[0] for e in batch], mode).sum())
+        return total / max(len(examples), 1)
+    finally:
+        enc.query_encoder.train(modes[0])
+        gen.model.train(modes[1])
+
+
 def train_rag(pipeline: RagPipeline, examples: list[QAExample], cfg: RagTrainConfig,
               callback: Callable[[dict], None] | None = None, cancel: threading.Event | None = None) -> RagTrainResult:
     """Minimise -log p(answer | question) over `examples` (the first answer string is the target)."""
@@ -60,6 +95,7 @@ def train_rag(pipeline: RagPipeline, examples: list[QAExample], cfg: RagTrainCon
         raise ConfigError("train a RAG mode: 'sequence' or 'token'")
     if len(examples) < cfg.batch_size:
         raise ConfigError(f"batch size {cfg.batch_size} is larger than the {len(examples)} training examples")
+    check_targets(pipeline, examples)
     torch.manual_seed(cfg.seed)
     freeze_passage_tower(pipeline)
     enc, gen = pipeline.retriever.encoder, pipeline.generator
@@ -97,7 +133,7 @@ def train_rag(pipeline: RagPipeline, examples: list[QAExample], cfg: RagTrainCon
                 break
         enc.eval()
         gen.model.eval()
-        save_rag(pipeline, out)
+        save_rag(pipeline, out, cfg.mode)
         plot_training_log(log_path, out / "loss.png")
         if cancelled:
             break
@@ -105,6 +141,12 @@ def train_rag(pipeline: RagPipeline, examples: list[QAExample], cfg: RagTrainCon
     return RagTrainResult(out, step, history, cancelled)
 
 
-def save_rag(pipeline: RagPipeline, out: Path) -> None:
+def save_rag(pipeline: RagPipeline, out: str | Path, mode: str | None = None) -> None:
+    """Write the trained retriever (both towers) and generator, and the settings they were trained with."""
+    out = Path(out)
     pipeline.retriever.encoder.save_pretrained(out / "retriever")
     pipeline.generator.save_pretrained(out / "generator")
+    config = {"mode": mode, "k": pipeline.k, "temperature": pipeline.temperature, "max_new_tokens": pipeline.max_new_tokens}
+    with atomic_file(out / RAG_CONFIG) as f:
+        f.write(json.dumps(config, indent=2))
+

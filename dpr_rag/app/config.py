@@ -1,0 +1,94 @@
+"""The app's settings, read once from the environment.
+
+    DPR_RAG_APP_CORPUS       corpus file (.tsv/.jsonl) to start on; default: the embedded Wikipedia summaries
+    DPR_RAG_APP_MODEL        dense encoder (HF id/folder or a dual encoder saved by training); default: all-MiniLM-L6-v2
+    DPR_RAG_APP_GENERATOR    RAG generator (HF id/folder); default: Gemma 3 270M (embedded)
+    DPR_RAG_APP_QA           questions used for the examples and as the "default" set of Train and Evaluate;
+                             default: the embedded FanOutQA sub-questions
+    DPR_RAG_APP_DATA         the app's data folder (uploads, trained models, reports); default $DPR_RAG_CACHE/app
+    DPR_RAG_APP_MAX_UPLOAD_MB  upload size limit in MB (default 200)
+    DPR_RAG_APP_INDEX_TYPE   FAISS index type of the starting corpus: flat (default), hnsw or ivfpq
+    GRADIO_SERVER_NAME / GRADIO_SERVER_PORT   where to serve (default 127.0.0.1:7860)
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..faiss_index import KINDS
+from ..searcher import cache_dir
+
+DEFAULT_MAX_UPLOAD_MB = 200.0
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+def _path(name: str, local_only: bool) -> str | None:
+    """An env var naming a file or folder, made absolute. Models may also be Hugging Face hub ids
+    (`local_only=False`): a value that does not exist locally and does not look like a path is kept as it is."""
+    value = _env(name)
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    if path.exists():
+        return str(path.resolve())
+    if local_only or value.startswith((".", "/", "~")):
+        raise ConfigError(f"{name}={value}: no such file or folder")
+    return value
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    corpus: str | None = None
+    model: str | None = None
+    generator: str | None = None
+    qa: str | None = None
+    data_dir: Path = Path(".")
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
+    index_kind: str = "flat"
+    server_name: str = "127.0.0.1"
+    server_port: int = 7860
+
+    @classmethod
+    def from_env(cls) -> AppConfig:
+        try:
+            max_mb = float(_env("DPR_RAG_APP_MAX_UPLOAD_MB") or DEFAULT_MAX_UPLOAD_MB)
+            port = int(_env("GRADIO_SERVER_PORT") or 7860)
+        except ValueError as e:
+            raise ConfigError(f"DPR_RAG_APP_MAX_UPLOAD_MB and GRADIO_SERVER_PORT must be numbers: {e}") from e
+        if max_mb <= 0:
+            raise ConfigError("DPR_RAG_APP_MAX_UPLOAD_MB must be positive")
+        kind = _env("DPR_RAG_APP_INDEX_TYPE") or "flat"
+        if kind not in KINDS:
+            raise ConfigError(f"DPR_RAG_APP_INDEX_TYPE={kind}: choose one of {', '.join(KINDS)}")
+        data = Path(_env("DPR_RAG_APP_DATA") or cache_dir() / "app").expanduser().resolve()
+        return cls(corpus=_path("DPR_RAG_APP_CORPUS", True), model=_path("DPR_RAG_APP_MODEL", False),
+                   generator=_path("DPR_RAG_APP_GENERATOR", False), qa=_path("DPR_RAG_APP_QA", True), data_dir=data,
+                   max_upload_mb=max_mb, index_kind=kind, server_name=_env("GRADIO_SERVER_NAME") or "127.0.0.1",
+                   server_port=port)
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    # The data folder's parts; every file the app writes lives under one of these.
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.data_dir / "runs"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.data_dir / "reports"
+
+    def make_dirs(self) -> None:
+        for d in (self.uploads_dir, self.runs_dir, self.reports_dir):
+            d.mkdir(parents=True, exist_ok=True)

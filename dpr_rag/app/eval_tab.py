@@ -1,0 +1,156 @@
+"""Evaluate tab: the evaluation harness (`eval.run.run_evaluation`) on a chosen QA set and model, over the live
+corpus; the top-k table, the accuracy-vs-k plot and the report folder as a zip to download."""
+from __future__ import annotations
+
+import html
+import shutil
+import threading
+import time
+
+import gradio as gr
+import pandas as pd
+
+from ..errors import ConfigError, DprRagError
+from ..searcher import RETRIEVERS
+from .common import Shared, index_note, model_dropdown, session, user_errors
+from .state import DEFAULT_MODEL, AppState
+from .uploads import QA_TYPES, load_uploaded_qa, safe_name, store_upload
+
+QA_DEFAULT, QA_UPLOAD = "Default questions", "Upload a file"
+DEFAULT_LIMIT = 200
+
+
+def topk_frame(report: dict) -> pd.DataFrame:
+    """One row per retriever over all questions, then one per retriever over the answerable ones (those whose
+    answer the corpus contains), so the table stays narrow."""
+    ks = list(next(iter(report["retrieval"].values()), {}).keys())
+    rows = []
+    for subset, counts, n in (("all", report["retrieval"], report["n_questions"]),
+                              ("answerable", report["answerable"]["retrieval"], report["n_answerable"])):
+        for name, accs in counts.items():
+            qps = report["queries_per_second"].get(name) if subset == "all" else None
+            rows.append([name, f"{subset} ({n:,})", *[accs.get(k) for k in ks], qps])
+    return pd.DataFrame(rows, columns=["retriever", "questions", *[f"top-{k} %" for k in ks], "queries/s"])
+
+
+def summary_markdown(report: dict, model_label: str, corpus: str) -> str:
+    s = report["settings"]
+    lines = [f"**{report['n_questions']:,} questions** ({report['n_answerable']:,} have an answer somewhere in the corpus) · "
+             f"corpus: {html.escape(corpus)} ({s['n_passages']:,} passages) · model: {html.escape(model_label)} · "
+             f"{s['seconds']} s"]
+    significant = [c for c in report["comparisons"]["retrieval"] if c["excludes_zero"]]
+    if significant:
+        lines.append("Differences whose 95% bootstrap interval excludes 0: " + "; ".join(
+            f"{c['a']} − {c['b']} at top-{c['k']}: {c['difference']:+.1f} [{c['low']:+.1f}, {c['high']:+.1f}]"
+            for c in significant[:6]))
+    lines.append(f"Reproduce: `{html.escape(s['command'])}`")
+    return "\n\n".join(lines)
+
+
+def run_eval(state: AppState, qa_choice: str, qa_file, model_id: str, retrievers, ks: str, limit, owner: str | None,
+             progress=None, cancel: threading.Event | None = None):
+    """(summary markdown, top-k frame, plot path, zip path, whether an index job should be followed)."""
+    from eval.run import EvalConfig, run_evaluation  # imports the metrics (evaluate): only when asked
+
+    cfg = state.config
+    retrievers = [r for r in (retrievers or []) if r]
+    if not retrievers:
+        raise ConfigError("choose at least one retriever")
+    for r in retrievers:
+        if r not in RETRIEVERS:
+            raise ConfigError(f"unknown retriever {r!r}")
+    try:
+        limit = int(limit or 0)
+    except (TypeError, ValueError) as e:
+        raise ConfigError("limit must be a whole number (0 = all questions)") from e
+    if limit < 0:
+        raise ConfigError("limit must be 0 (all questions) or more")
+    live = state.require_live()
+    model = state.model(model_id)
+    if ({"dense", "hybrid"} & set(retrievers)) and model.id not in live.ready:
+        note, follow = index_note(state, model, owner)
+        return f"{html.escape(note)} Run the evaluation again when it is ready.", None, None, None, follow
+    if qa_choice == QA_UPLOAD:
+        stored, shown = store_upload(qa_file, cfg.uploads_dir, QA_TYPES, cfg.max_upload_bytes, "question file")
+        load_uploaded_qa(stored, shown)
+        qa = str(stored)
+    elif qa_choice == QA_DEFAULT:
+        qa = cfg.qa
+    else:
+        raise ConfigError(f"unknown question set {qa_choice!r}")
+    base = f"{time.strftime('%Y%m%d-%H%M%S')}-{safe_name(model.id.replace(':', '-'))}"
+    out, n = cfg.reports_dir / base, 2
+    while out.exists():
+        out, n = cfg.reports_dir / f"{base}-{n}", n + 1
+    config = EvalConfig(qa=qa, corpus=live.path, model=model.path,
+                        # the harness's baseline is the embedded encoder: meaningful when the app starts from it
+                        baseline=model.path is not None and state.model(DEFAULT_MODEL).path is None,
+                        retrievers=retrievers, k=ks, limit=limit or None, out=str(out), index_type=live.index_kind,
+                        show_progress=False)
+    config.check()
+
+    def on_progress(stage: str, done: int, total: int) -> None:
+        if progress is not None:
+            progress((done, total), desc=stage, unit="questions")
+
+    report, folder = run_evaluation(config, progress=on_progress, cancel=cancel)
+    archive = shutil.make_archive(str(folder), "zip", root_dir=folder)
+    return summary_markdown(report, model.label, live.name), topk_frame(report), str(folder / "topk.png"), archive, False
+
+
+def build(shared: Shared) -> None:
+    state = shared.state
+    gr.Markdown("Top-k retrieval accuracy (DPR's answer match) of each retriever over the live corpus, with paired "
+                "bootstrap confidence intervals; the report folder (report.md, report.json, per-question results, plot) "
+                "downloads as a zip.")
+    with gr.Row():
+        qa_choice = gr.Radio([QA_DEFAULT, QA_UPLOAD], value=QA_DEFAULT, label="Questions", scale=2, elem_id="eval-qa")
+        qa_file = gr.File(label="Question file: NQ-open .jsonl, DPR .json, DPR .csv/.tsv", file_types=list(QA_TYPES),
+                          type="filepath", visible=False, scale=3, elem_id="eval-file")
+    with gr.Row():
+        model = model_dropdown(state, "Dense model", "eval-model")
+        retrievers = gr.CheckboxGroup(list(RETRIEVERS), value=list(RETRIEVERS), label="Retrievers", scale=2,
+                                      elem_id="eval-retrievers")
+    with gr.Row():
+        ks = gr.Textbox("1,5,20,100", label="k values", scale=2, elem_id="eval-k")
+        limit = gr.Number(DEFAULT_LIMIT, label="Questions to use (0 = all)", precision=0, minimum=0, scale=2,
+                          elem_id="eval-limit")
+        run = gr.Button("Run evaluation", variant="primary", scale=1, elem_id="eval-run")
+        cancel = gr.Button("Cancel", variant="stop", scale=1, elem_id="eval-cancel")
+    summary = gr.Markdown(elem_id="eval-summary")
+    table = gr.Dataframe(label="Top-k accuracy (%)", interactive=False, elem_id="eval-table")
+    with gr.Row():
+        plot = gr.Image(label="Accuracy against k", type="filepath", interactive=False, elem_id="eval-plot", scale=3)
+        report = gr.File(label="Report (zip)", interactive=False, elem_id="eval-report", scale=1)
+    shared.model_dropdowns.append(model)
+
+    qa_choice.change(lambda c: gr.File(visible=c == QA_UPLOAD), qa_choice, qa_file, api_visibility="private", queue=False)
+
+    @user_errors
+    def on_run(qa_choice, qa_file, model_id, retrievers, ks, limit, request: gr.Request, progress=gr.Progress()):
+        owner = session(request)
+        cancel_event = threading.Event()
+        state.eval_cancels[owner or ""] = cancel_event
+        try:
+            text, frame, png, archive, follow = run_eval(state, qa_choice, qa_file, model_id, retrievers, ks, limit, owner,
+                                                         progress, cancel_event)
+        except DprRagError as e:
+            if cancel_event.is_set():
+                return "Evaluation cancelled; nothing was written.", None, None, None, gr.skip()
+            raise e
+        finally:
+            state.eval_cancels.pop(owner or "", None)
+        return text, frame, png, archive, gr.Timer(active=True) if follow else gr.skip()
+
+    def on_cancel(request: gr.Request):
+        event = state.eval_cancels.get(session(request) or "")
+        if event is None:
+            gr.Info("No evaluation of yours is running.")
+        else:
+            event.set()
+            gr.Info("Cancelling the evaluation: it stops at the next batch of questions.")
+
+    # One evaluation at a time (CPU-bound); others wait in the queue, which shows their position.
+    run.click(on_run, [qa_choice, qa_file, model, retrievers, ks, limit], [summary, table, plot, report, shared.timer],
+              api_name="evaluate", concurrency_limit=1, concurrency_id="evaluate")
+    cancel.click(on_cancel, None, None, api_name="evaluate_cancel", concurrency_limit=None)

@@ -1,0 +1,106 @@
+"""QA tab: RAG-Sequence, RAG-Token or closed-book; the answer with its passages, p(z|x) and p(z|x,y)."""
+from __future__ import annotations
+
+import html
+import math
+import time
+
+import gradio as gr
+
+from ..errors import ConfigError
+from .common import Shared, index_note, model_dropdown, session, user_errors
+from .examples import example_questions
+from .render import highlight
+from .state import AppState
+
+MODES = {"RAG-Sequence": "sequence", "RAG-Token": "token", "Closed-book (no retrieval)": "closed-book"}
+MAX_RAG_K = 10
+
+
+def _bar(value: float) -> str:
+    return f"<span class='dpr-bar' style='display:inline-block;width:{100 * value:.0f}px;height:8px;background:#4a7bd0'></span>"
+
+
+def answer_html(a, mode_label: str, seconds: float, model_label: str) -> str:
+    """The answer, then each passage with its prior and posterior (bars), the answer highlighted in it."""
+    answer = a.answer.strip()
+    p = math.exp(a.logprob) if a.logprob > -700 else 0.0
+    parts = [f"<div id='qa-answer' data-mode='{html.escape(a.mode)}'>"
+             f"<div class='dpr-meta qa-question'>{html.escape(a.question)}</div>"
+             f"<h3 class='qa-answer-text'>{html.escape(answer) or '(empty answer)'}</h3>",
+             f"<div class='dpr-meta'>{html.escape(mode_label)} · log p(answer | question) = {a.logprob:.2f} (p = {p:.3g}) · "
+             f"{seconds:.1f} s · retriever: {html.escape(model_label)}</div></div>"]
+    if not a.passages:
+        parts.append("<div class='dpr-meta'>Closed-book: the generator answered from its parameters alone, no passages.</div>")
+        return "".join(parts)
+    parts.append("<div class='dpr-meta'>Passages, in retrieval order: p(z|x) is the retriever's prior, "
+                 "p(z|x,y) the posterior given the answer (the passage the answer leaned on).</div>")
+    best = max(range(len(a.passages)), key=lambda i: a.passages[i].posterior)
+    for i, prov in enumerate(a.passages):
+        cls = "dpr-hit dpr-has-answer" if i == best else "dpr-hit"
+        parts.append(
+            f"<div class='{cls} qa-passage' data-prior='{prov.prior:.4f}' data-posterior='{prov.posterior:.4f}'>"
+            f"<span class='dpr-score'>score {prov.retrieval_score:.3f}</span>"
+            f"<div class='dpr-title'>{i + 1}. {html.escape(prov.passage.title or '(untitled)')} "
+            f"<small>[{html.escape(prov.passage.id)}]</small></div>"
+            f"<div class='dpr-meta'>p(z|x) = {prov.prior:.3f} {_bar(prov.prior)} &nbsp; "
+            f"p(z|x,y) = {prov.posterior:.3f} {_bar(prov.posterior)}</div>"
+            f"<div class='dpr-text'>{highlight(prov.passage.text, [answer] if answer else [])}</div></div>")
+    return "".join(parts)
+
+
+def run_answer(state: AppState, question: str, mode_label: str, model_id: str, k, owner: str | None = None, progress=None):
+    """(answer html, whether an index job should be followed)."""
+    question = (question or "").strip()
+    if not question:
+        raise ConfigError("type a question first")
+    if mode_label not in MODES:
+        raise ConfigError(f"unknown mode {mode_label!r}; choose one of {', '.join(MODES)}")
+    mode = MODES[mode_label]
+    k = int(k or 5)
+    if not 1 <= k <= MAX_RAG_K:
+        raise ConfigError(f"k must be between 1 and {MAX_RAG_K}")
+    live = state.require_live()
+    model = state.model(model_id)
+    if mode == "closed-book" and model.id not in live.ready:
+        # The generator alone: any model with a ready index gives the pipeline (its retriever is not used).
+        model = state.model(next(iter(live.ready))) if live.ready else model
+    if model.id not in live.ready:
+        note, follow = index_note(state, model, owner)
+        return f"<div id='qa-answer' class='dpr-meta'>{html.escape(note)} Ask again when it is ready.</div>", follow
+    if progress is not None and not state.generator_loaded:
+        progress(0.1, desc="loading the generator (first use; the default one takes a few seconds)")
+    pipe = state.pipeline(model.id, k)
+    if progress is not None:
+        progress(0.5, desc=f"generating ({mode_label})")
+    t0 = time.perf_counter()
+    a = pipe.answer(question, mode)
+    return answer_html(a, mode_label, time.perf_counter() - t0, model.label), False
+
+
+def build(shared: Shared) -> None:
+    state = shared.state
+    with gr.Row():
+        question = gr.Textbox(label="Question", placeholder="who painted the mona lisa", scale=3, elem_id="qa-question")
+        mode = gr.Radio(list(MODES), value="RAG-Sequence", label="Mode", scale=2, elem_id="qa-mode")
+    with gr.Row():
+        model = model_dropdown(state, "Retriever (dense model)", "qa-model")
+        k = gr.Slider(1, MAX_RAG_K, value=5, step=1, label="k (passages to marginalise over)", scale=2)
+        button = gr.Button("Answer", variant="primary", scale=1, elem_id="qa-button")
+    examples = gr.Examples([[q] for q, _ in example_questions(state.config.qa)], [question],
+                           label="Examples from the default question set (click one to answer it)", cache_examples=False)
+    output = gr.HTML("<div class='dpr-meta'>The answer and its passages appear here. The generator loads on first use.</div>",
+                     elem_id="qa-output")
+    shared.model_dropdowns.append(model)
+
+    @user_errors
+    def answer(question, mode, model_id, k, request: gr.Request, progress=gr.Progress()):
+        text, follow = run_answer(state, question, mode, model_id, k, session(request), progress)
+        return text, gr.Timer(active=True) if follow else gr.skip()
+
+    inputs, outputs = [question, mode, model, k], [output, shared.timer]
+    # Generation is CPU-bound: one answer at a time; other users wait in the queue (Gradio shows their position).
+    button.click(answer, inputs, outputs, api_name="answer", concurrency_limit=1, concurrency_id="generate")
+    question.submit(answer, inputs, outputs, api_visibility="private", concurrency_limit=1, concurrency_id="generate")
+    examples.load_input_event.then(answer, inputs, outputs, api_visibility="private", concurrency_limit=1,
+                                   concurrency_id="generate")

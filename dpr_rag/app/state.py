@@ -1,0 +1,258 @@
+"""What the app holds for all sessions: the live corpus and its indexes, the models, the generator, the jobs.
+
+- Models: the starting encoder ("default") plus every model trained in the app (found again in the data
+  folder's runs/ after a restart). Each has an id used by the model dropdowns.
+- The live corpus (`LiveCorpus`): its passages and one `Searcher` per model whose dense index is ready. BM25
+  is ready as soon as the corpus is loaded. The live corpus object is replaced whole (hot swap) only after
+  the new corpus's indexes are built, so a failed or cancelled build leaves the old one serving.
+- Index builds and training run in `JobSlot`s: one of each at a time, in a background thread.
+- The generator is loaded on first use (QA); one `RagPipeline` per model, pointed at the live corpus's dense
+  retriever with `swap_corpus` whenever the corpus changes.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ConfigError, DprRagError
+from ..passages import Passage, corpus_fingerprint, load_corpus
+from ..searcher import Searcher, dense_index
+from .config import AppConfig
+from .jobs import Job, JobSlot
+
+log = logging.getLogger("dpr_rag.app")
+
+DEFAULT_MODEL = "default"
+DEFAULT_CORPUS_NAME = "embedded default: 10,033 Wikipedia summaries"
+
+
+@dataclass
+class ModelEntry:
+    id: str
+    label: str
+    path: str | None  # None: the embedded default encoder
+    created: float = field(default_factory=time.time)
+
+
+@dataclass
+class LiveCorpus:
+    name: str
+    path: str | None  # None: the embedded default corpus
+    passages: list[Passage]
+    index_kind: str
+    fingerprint: str
+    searchers: dict[str, Searcher] = field(default_factory=dict)  # model id -> searcher (BM25 always built)
+    ready: set[str] = field(default_factory=set)  # model ids whose dense index is built
+    since: float = field(default_factory=time.time)
+
+    def add(self, model_id: str, searcher: Searcher, ready: bool = True) -> None:
+        """Attach a model's searcher (copy on write: the page's threads read these without a lock)."""
+        self.searchers = {**self.searchers, model_id: searcher}
+        if ready:
+            self.ready = self.ready | {model_id}
+
+    def searcher(self, model_id: str) -> Searcher | None:
+        return self.searchers.get(model_id) if model_id in self.ready else None
+
+    @property
+    def bm25(self):
+        return next(iter(self.searchers.values())).retriever("bm25")
+
+
+class AppState:
+    def __init__(self, config: AppConfig):
+        self.config = config
+        config.make_dirs()
+        self._lock = threading.RLock()
+        self.models: dict[str, ModelEntry] = {}
+        self.models_version = 0
+        default_label = ("all-MiniLM-L6-v2 (embedded default)" if config.model is None
+                         else f"{Path(config.model).name} (starting model)")
+        self._add_model(ModelEntry(DEFAULT_MODEL, default_label, config.model, created=0.0))
+        self._find_trained_models()
+        self.live: LiveCorpus | None = None
+        self.index_jobs = JobSlot("index", "index build")
+        self.train_jobs = JobSlot("train", "training run")
+        self._generator = None
+        self._generator_lock = threading.Lock()
+        self._pipelines: dict[str, object] = {}
+        self.eval_cancels: dict[str, threading.Event] = {}
+
+    # ---- models ------------------------------------------------------------------------------------------
+    def _add_model(self, entry: ModelEntry) -> None:
+        with self._lock:
+            self.models = {**self.models, entry.id: entry}  # copied, never changed in place: readers need no lock
+            self.models_version += 1
+
+    def _find_trained_models(self) -> None:
+        """Models trained in earlier sessions of the app: runs/<name>/best/."""
+        for run in sorted(self.config.runs_dir.glob("*/best/dpr_rag_encoder.json"), key=lambda p: p.stat().st_mtime):
+            self.register_run(run.parent.parent)
+
+    def register_run(self, run_dir: Path) -> ModelEntry | None:
+        """Make a training output folder selectable (its best/ checkpoint), labelled with its dev accuracy."""
+        if not (run_dir / "best").is_dir():
+            return None
+        best = None
+        state_file = run_dir / "last" / "trainer_state.json"
+        if state_file.exists():
+            try:
+                best = json.loads(state_file.read_text()).get("best_dev_accuracy")
+            except (OSError, ValueError):
+                best = None
+        label = f"{run_dir.name} (trained here" + (f", dev top-20 {best:.1f}%" if isinstance(best, (int, float)) else "") + ")"
+        entry = ModelEntry(f"run:{run_dir.name}", label, str(run_dir), created=run_dir.stat().st_mtime)
+        self._add_model(entry)
+        return entry
+
+    def model(self, model_id: str | None) -> ModelEntry:
+        entry = self.models.get(model_id or DEFAULT_MODEL)
+        if entry is None:
+            raise ConfigError(f"unknown model {model_id!r}; choose one of the list")
+        return entry
+
+    def model_choices(self) -> list[tuple[str, str]]:
+        with self._lock:
+            return [(m.label, m.id) for m in self.models.values()]
+
+    # ---- the live corpus and its indexes -----------------------------------------------------------------
+    def require_live(self) -> LiveCorpus:
+        live = self.live
+        if live is None:
+            job = self.index_jobs.current
+            raise DprRagError("the corpus is still loading" + (f": {job.describe()}" if job else "") + "; try again in a moment")
+        return live
+
+    def index_progress(self, job: Job, what: str):
+        """A progress callback for encoding: updates the job (which the page shows) and logs every 10%."""
+        logged = [-1]
+
+        def progress(done: int, total: int) -> None:
+            tenth = 10 * done // max(total, 1)
+            if tenth > logged[0]:
+                logged[0] = tenth
+                log.info("%s: %s, %d/%d (%d%%)", job.title, what, done, total, 100 * done // max(total, 1))
+            job.progress(what, done, total)
+        return progress
+
+    def _build_searcher(self, job: Job, passages: list[Passage], model: ModelEntry, kind: str,
+                        live: LiveCorpus | None = None) -> Searcher:
+        """A searcher over `passages` with BM25, dense and hybrid built (dense from the cache, or encoded now with
+        progress). If `live` is given, BM25 becomes usable there as soon as it is built."""
+        searcher = Searcher(passages, model=model.path, index_kind=kind, show_progress=False)
+        job.progress("building the BM25 index")
+        searcher.retriever("bm25")
+        if live is not None and not live.searchers:
+            live.add(model.id, searcher, ready=False)
+            self.live = live  # BM25 search works while the dense index is built
+        job.progress(f"loading the encoder {model.label}")
+        encoder = searcher.encoder
+        what = f"encoding {len(passages):,} passages"
+        job.progress(what, 0, len(passages))
+        # Builds and caches the index (or loads it from the cache); the searcher then loads it from there.
+        dense_index(passages, encoder, kind, show_progress=False, progress=self.index_progress(job, what))
+        job.progress("loading the dense index")
+        searcher.retriever("dense")
+        searcher.retriever("hybrid")
+        return searcher
+
+    def start_initial_load(self) -> Job:
+        """Load the starting corpus and build (or load from the cache) its indexes for the starting model."""
+        cfg = self.config
+        name = DEFAULT_CORPUS_NAME if cfg.corpus is None else Path(cfg.corpus).name
+
+        def work(job: Job) -> LiveCorpus:
+            job.progress("reading the corpus")
+            passages = load_corpus(cfg.corpus)
+            live = LiveCorpus(name, cfg.corpus, passages, cfg.index_kind, corpus_fingerprint(passages))
+            searcher = self._build_searcher(job, passages, self.model(DEFAULT_MODEL), cfg.index_kind, live=live)
+            with self._lock:
+                live.add(DEFAULT_MODEL, searcher)
+                self.live = live
+            return live
+
+        return self.index_jobs.start(f"Index of {name}", None, work,
+                                     lambda job: f"Ready: {job.result.name}, {len(job.result.passages):,} passages",
+                                     tag=f"model:{DEFAULT_MODEL}")
+
+    def start_model_index(self, model_id: str, owner: str | None) -> Job | None:
+        """Build the live corpus's dense index for a model (None if it is ready already)."""
+        live, model = self.require_live(), self.model(model_id)
+        if model.id in live.ready:
+            return None
+
+        def work(job: Job) -> Searcher:
+            searcher = self._build_searcher(job, live.passages, model, live.index_kind)
+            with self._lock:
+                live.add(model.id, searcher)
+            return searcher
+
+        return self.index_jobs.start(f"Dense index of {live.name} for {model.label}", owner, work,
+                                     lambda job: f"Ready: {model.label} on {live.name}", tag=f"model:{model.id}")
+
+    def start_corpus_swap(self, passages: list[Passage], name: str, path: str | None, kind: str, owner: str | None) -> Job:
+        """Build a corpus's indexes for the starting model, then make it the live corpus (the old one serves until then)."""
+        model = self.model(DEFAULT_MODEL)
+
+        def work(job: Job) -> LiveCorpus:
+            new = LiveCorpus(name, path, passages, kind, corpus_fingerprint(passages))
+            new.add(DEFAULT_MODEL, self._build_searcher(job, passages, model, kind))
+            job.progress("swapping the corpus in")
+            with self._lock:
+                self.live = new
+            return new
+
+        return self.index_jobs.start(f"Index of {name} ({kind})", owner, work,
+                                     lambda job: f"Swapped in: {name}, {len(passages):,} passages, {kind} index", tag="corpus")
+
+    # ---- RAG ----------------------------------------------------------------------------------------------
+    def generator(self):
+        """The generator LM, loaded on first use (the default Gemma is converted once, then cached)."""
+        with self._generator_lock:
+            if self._generator is None:
+                from ..generator import Generator
+
+                log.info("loading the generator %s", self.config.generator or "(embedded default)")
+                self._generator = Generator.from_pretrained(self.config.generator)
+            return self._generator
+
+    @property
+    def generator_loaded(self) -> bool:
+        return self._generator is not None
+
+    def pipeline(self, model_id: str, k: int):
+        """The RAG pipeline of a model, pointed at the live corpus (hot-swapped with `swap_corpus` if it changed)."""
+        from ..rag import RagPipeline
+
+        live = self.require_live()
+        searcher = live.searcher(model_id)
+        if searcher is None:
+            raise DprRagError("the dense index for this model is not built yet")
+        retriever = searcher.retriever("dense")
+        generator = self.generator()  # outside the lock: the first load takes seconds
+        with self._lock:
+            pipe = self._pipelines.get(model_id)
+            if pipe is None:
+                pipe = RagPipeline(retriever, generator, k=k)
+                self._pipelines[model_id] = pipe
+            elif pipe.retriever is not retriever:
+                pipe.swap_corpus(retriever)
+            pipe.k = k
+            return pipe
+
+    # ---- status for the page -----------------------------------------------------------------------------
+    def status(self) -> dict:
+        live = self.live
+        out = {"live": None, "index_job": None, "train_job": None, "models": [m.id for m in self.models.values()],
+               "models_version": self.models_version, "generator_loaded": self.generator_loaded}
+        if live is not None:
+            out["live"] = {"corpus": live.name, "passages": len(live.passages), "fingerprint": live.fingerprint,
+                           "index_kind": live.index_kind, "ready_models": sorted(live.ready), "since": live.since}
+        for key, slot in (("index_job", self.index_jobs), ("train_job", self.train_jobs)):
+            if slot.last is not None:
+                out[key] = slot.last.to_dict()
+        return out

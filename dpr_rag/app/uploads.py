@@ -1,0 +1,87 @@
+"""Uploaded files: checked (type, size), copied into the app's data folder under a safe name, and parsed with
+the library's loaders, whose `file:line: what is wrong` messages are shown with the user's file name.
+
+Nothing a user sends decides where a file goes: the stored name is a random folder plus the upload's base
+name reduced to [A-Za-z0-9._-], and the final path is checked to lie inside the uploads folder.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+
+from ..errors import DataFormatError
+from ..passages import Passage, load_corpus
+from ..qa import QAExample, load_qa
+
+CORPUS_TYPES = (".tsv", ".jsonl")
+QA_TYPES = (".jsonl", ".json", ".csv", ".tsv")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_name(name: str, fallback: str = "upload") -> str:
+    """A file or folder name with no path parts, no leading dots, only [A-Za-z0-9._-], at most 80 characters."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    clean = _UNSAFE.sub("_", base).lstrip(".")[:80].strip("_")
+    return clean or fallback
+
+
+def inside(path: Path, folder: Path) -> bool:
+    """Whether `path` (resolved, symlinks followed) lies inside `folder`."""
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024 / 1024:.1f} MB" if n >= 1024 * 1024 else f"{n / 1024:.1f} KB"
+
+
+def store_upload(src: str | os.PathLike | None, uploads_dir: Path, allowed: tuple[str, ...], max_bytes: int,
+                 what: str = "file") -> tuple[Path, str]:
+    """Check an uploaded file and copy it into `uploads_dir/<random>/<safe name>`; returns (stored path, shown name)."""
+    if src is None or str(src).strip() == "":
+        raise DataFormatError(f"no {what} uploaded: choose a file first")
+    src = Path(src)
+    shown = safe_name(src.name)
+    suffix = src.suffix.lower()
+    if suffix not in allowed:
+        raise DataFormatError(f"{shown}: unsupported {what} type {suffix or '(none)'!r}; upload {' or '.join(allowed)}")
+    if src.is_symlink() or not src.is_file():
+        raise DataFormatError(f"{shown}: not a regular file")
+    size = src.stat().st_size
+    if size > max_bytes:
+        raise DataFormatError(f"{shown} is {_size(size)}; the upload limit is {_size(max_bytes)}")
+    if size == 0:
+        raise DataFormatError(f"{shown}: file is empty")
+    dest = uploads_dir / uuid.uuid4().hex / shown
+    if not inside(dest, uploads_dir):  # cannot happen with a safe name; checked anyway
+        raise DataFormatError(f"{shown}: refused (the path leaves the upload folder)")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dest, follow_symlinks=False)
+    return dest, shown
+
+
+def _shown_error(e: DataFormatError, stored: Path, shown: str) -> DataFormatError:
+    """The loader's message with the stored path replaced by the name the user knows."""
+    return DataFormatError(str(e).replace(str(stored), shown))
+
+
+def load_uploaded_corpus(stored: Path, shown: str) -> list[Passage]:
+    try:
+        return load_corpus(stored)
+    except DataFormatError as e:
+        shutil.rmtree(stored.parent, ignore_errors=True)
+        raise _shown_error(e, stored, shown) from e
+
+
+def load_uploaded_qa(stored: Path, shown: str) -> list[QAExample]:
+    try:
+        return load_qa(stored)
+    except DataFormatError as e:
+        shutil.rmtree(stored.parent, ignore_errors=True)
+        raise _shown_error(e, stored, shown) from e

@@ -1,0 +1,64 @@
+"""Screenshots of every tab of a running app with the real defaults, for the README (the same page actions as
+tests/test_app_browser.py, on real questions):
+
+    DPR_RAG_CACHE=~/.cache/dpr_rag python app.py &
+    python -m tests.browser.screenshots --url http://127.0.0.1:7860/ --out docs/screenshots
+
+It searches and answers an example question, trains a small model (160 questions, one epoch: a few minutes on
+a CPU), evaluates the default encoder on 200 questions, and swaps in a 300-passage corpus cut from the default
+one (then swaps the default back). Each tab's picture is <out>/<tab>.png.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+from dpr_rag.passages import default_corpus, save_jsonl
+
+from . import pages
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", default="http://127.0.0.1:7860/")
+    parser.add_argument("--out", default="docs/screenshots")
+    parser.add_argument("--skip-train", action="store_true", help="no training run (its screenshot is not taken)")
+    args = parser.parse_args()
+    os.environ["DPR_RAG_SCREENSHOTS"] = args.out
+    corpus = Path(args.out).resolve().parent / "wiki-sample.jsonl"
+    with sync_playwright() as p:
+        browser = pages.launch_browser(p)
+        page = browser.new_page(viewport=pages.VIEWPORT)
+        page.set_default_timeout(600_000)
+        pages.open_app(page, args.url, timeout=600_000)
+        t0 = time.time()
+        question = "What was the budget (in USD Millions) of Titanic?"
+        pages.click_example(page, "Search", question)
+        pages.wait_search(page, question)
+        print("search", pages.screenshot(page, "search"), f"{time.time() - t0:.0f} s", flush=True)
+        shown = pages.answer(page, "What is the origin city of The Beatles?", "RAG-Sequence", timeout=600_000)
+        print("qa", shown["answer"], pages.screenshot(page, "qa"), f"{time.time() - t0:.0f} s", flush=True)
+        if not args.skip_train:
+            final = pages.train(page, epochs=1, batch_size=16, max_examples=160, run_name=f"small-{time.strftime('%H%M')}",
+                                lr="2e-5", timeout=1_800_000)
+            print("train", final, pages.screenshot(page, "train"), f"{time.time() - t0:.0f} s", flush=True)
+        shown = pages.evaluate(page, limit=200, ks="1,5,20,100", timeout=1_200_000)
+        print("evaluate", shown["rows"], pages.screenshot(page, "evaluate"), f"{time.time() - t0:.0f} s", flush=True)
+        passages = default_corpus()[:300]
+        save_jsonl(passages, corpus)
+        info = pages.swap_corpus(page, corpus, timeout=600_000)
+        print("corpus", info.splitlines()[0], pages.screenshot(page, "corpus"), f"{time.time() - t0:.0f} s", flush=True)
+        pages.tab(page, "Corpus")
+        page.locator("#corpus-reset").click()
+        page.wait_for_function("() => document.querySelector('#corpus-info').innerText.includes('embedded default')",
+                               timeout=600_000)
+        corpus.unlink()
+        browser.close()
+
+
+if __name__ == "__main__":
+    main()
