@@ -100,9 +100,10 @@ def render_markdown(report: dict) -> str:
         qa_subset = report["answerable"].get("qa", {})
         out += ["", "## Answer quality (SQuAD exact match and token F1, %)", "",
                 f"Generator: {s['generator_source']}; RAG modes marginalise over the top {s['rag_k']} dense passages.", ""]
-        out += _table(["mode", "EM", "F1", "EM (answerable)", "F1 (answerable)"],
-                      [[mode, _pct(v["em"]), _pct(v["f1"]), *(_pct(qa_subset.get(mode, {}).get(m)) for m in ("em", "f1"))]
-                       for mode, v in qa.items()])
+        spa = report.get("seconds_per_answer", {})
+        out += _table(["mode", "EM", "F1", "EM (answerable)", "F1 (answerable)", "s / answer"],
+                      [[mode, _pct(v["em"]), _pct(v["f1"]), *(_pct(qa_subset.get(mode, {}).get(m)) for m in ("em", "f1")),
+                        f"{spa[mode]:.2f}" if mode in spa else "–"] for mode, v in qa.items()])
         if comparisons.get("qa"):
             out += [""]
             out += _table(["comparison", "metric", "difference", f"{comparisons['qa'][0]['confidence']:.0%} CI", "excludes 0"],

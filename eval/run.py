@@ -289,7 +289,7 @@ def run_evaluation(config: EvalConfig | None = None, progress: Progress | None =
             comparisons["retrieval"].append({"a": a, "b": b, "k": str(k), **ci.to_dict(scale=100.0)})
 
     # Generation (only on request): EM/F1 of each RAG mode's answers.
-    qa, qa_subset, predictions = {}, {}, {}
+    qa, qa_subset, predictions, seconds_per_answer = {}, {}, {}, {}
     if config.generate:
         pipeline = _open_pipeline(config)
         squad = load_metric("squad_em_f1")
@@ -297,10 +297,12 @@ def run_evaluation(config: EvalConfig | None = None, progress: Progress | None =
         for mode in config.generate:
             preds = []
             bar = stage(f"generate {mode}", n)
+            t0 = time.perf_counter()
             for start in range(0, n, GENERATE_BATCH):
                 preds += [a.answer for a in pipeline.answer_batch(questions[start : start + GENERATE_BATCH], mode)]
                 bar.update(len(preds))
             bar.close()
+            seconds_per_answer[mode] = round((time.perf_counter() - t0) / n, 3)
             scored = squad.compute(predictions=preds, references=answers)
             predictions[mode], per_mode[mode] = preds, scored
             qa[mode] = {"em": _r(scored["exact_match"]), "f1": _r(scored["f1"])}
@@ -333,7 +335,7 @@ def run_evaluation(config: EvalConfig | None = None, progress: Progress | None =
         "answerable": {"n_questions": len(subset), "retrieval": retrieval_subset, "qa": qa_subset},
         "qa": qa,
         "comparisons": comparisons,
-        "queries_per_second": qps, "index_seconds": index_seconds,
+        "queries_per_second": qps, "index_seconds": index_seconds, "seconds_per_answer": seconds_per_answer,
         "settings": settings,
     }
     per_question = []
@@ -409,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         cells = "  ".join(f"top-{k} {v:5.1f}" for k, v in accs.items())
         print(f"{name:>15}: {cells}   ({report['queries_per_second'][name]} queries/s)")
     for mode, v in report["qa"].items():
-        print(f"{mode:>11}: EM {v['em']:.1f}  F1 {v['f1']:.1f}")
+        print(f"{mode:>11}: EM {v['em']:.1f}  F1 {v['f1']:.1f}  ({report['seconds_per_answer'][mode]} s/answer)")
     print(f"report: {out}/ ({', '.join(FILES)})")
     return 0
 
