@@ -6,7 +6,7 @@ from dpr_rag.dense import DenseRetriever, encode_corpus
 from dpr_rag.encoder import DualEncoder
 from dpr_rag.errors import ConfigError
 from dpr_rag.hybrid import HybridRetriever
-from dpr_rag.passages import Passage, default_corpus
+from dpr_rag.passages import default_corpus
 from dpr_rag.retriever import Retriever
 
 QUESTIONS = ["who painted the mona lisa", "when was the eiffel tower completed", "largest planet in the solar system"]
