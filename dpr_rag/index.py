@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
         dense = dense_index(passages, searcher.encoder, args.index_type, use_cache=searcher.use_cache, batch_size=args.batch_size)
         print(f"dense index ({args.index_type}, {searcher.encoder.dim}-d, {len(dense):,} vectors): {time.perf_counter() - t0:.1f} s")
     if args.out:
-        save_index_folder(args.out, passages, bm25, dense, model=args.model)
+        save_index_folder(args.out, passages, bm25, dense, model=args.model,
+                          passage_fingerprint=searcher.encoder.passage_fingerprint() if dense is not None else None)
         print(f"saved index folder: {args.out}")
     return 0
 

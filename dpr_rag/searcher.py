@@ -71,7 +71,7 @@ def dense_index(passages: list[Passage], encoder: DualEncoder, kind: str = "flat
 
 
 def save_index_folder(out: str | os.PathLike, passages: list[Passage], bm25: BM25Retriever, dense: DenseIndex | None,
-                      model: str) -> None:
+                      model: str | None, passage_fingerprint: str | None = None) -> None:
     """Write a self-contained index folder atomically (a failed build leaves any previous one intact)."""
     with atomic_dir(out) as tmp:
         save_jsonl(passages, tmp / "passages.jsonl")
@@ -80,6 +80,7 @@ def save_index_folder(out: str | os.PathLike, passages: list[Passage], bm25: BM2
             dense.save(tmp / "dense")
         manifest = {"model": model, "corpus_fingerprint": corpus_fingerprint(passages), "n_passages": len(passages),
                     "dense": dense is not None, "index_kind": dense.kind if dense else None,
+                    "passage_encoder_fingerprint": passage_fingerprint,
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
 
@@ -130,6 +131,10 @@ class Searcher:
             return bm25_index(self.passages, use_cache=self.use_cache)
         if name == "dense":
             if self.index_folder is not None and (self.index_folder / "dense").exists():
+                built_with = json.loads((self.index_folder / MANIFEST).read_text()).get("passage_encoder_fingerprint")
+                if built_with and built_with != self.encoder.passage_fingerprint():
+                    raise ConfigError(f"{self.index_folder}: its dense index was built with another passage encoder than "
+                                      f"{self.model or 'the default encoder'}; rebuild it with python -m dpr_rag.index --model ...")
                 index = DenseIndex.load(self.index_folder / "dense")
             else:
                 index = dense_index(self.passages, self.encoder, self.index_kind, use_cache=self.use_cache, show_progress=self.show_progress)

@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from dpr_rag import search as search_cli
-from dpr_rag.encoder import DualEncoder
+from dpr_rag.encoder import DualEncoder, default_encoder_path
 from dpr_rag.errors import ConfigError
 from dpr_rag.passages import save_jsonl
 from dpr_rag.searcher import Searcher, cache_dir
@@ -83,6 +83,9 @@ def test_index_folder_roundtrip_through_the_cli(corpus_file, tiny_model_dir, tmp
         assert [h["id"] for h in a["hits"]] == [h["id"] for h in b["hits"]]
         assert [h["score"] for h in a["hits"]] == pytest.approx([h["score"] for h in b["hits"]], rel=1e-5)
     assert from_folder[0]["hits"][0]["title"] == "Mona Lisa"  # BM25 on the toy corpus
+    # The folder remembers which passage encoder built it: another model's queries would not match its vectors.
+    with pytest.raises(ConfigError, match="built with another passage encoder"):
+        Searcher.open(index=out, model=default_encoder_path()).retriever("dense")
 
 
 @pytest.mark.parametrize("args,message", [
