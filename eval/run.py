@@ -240,7 +240,7 @@ def run_evaluation(config: EvalConfig | None = None, progress: Progress | None =
     if config.model and config.baseline and "dense" in names:
         baseline = Searcher(passages, model=None, index_kind=config.index_type, use_cache=config.use_cache,
                             show_progress=config.show_progress)
-        names.insert(names.index("dense") + 1, UNTRAINED)
+        names.insert(names.index("dense"), UNTRAINED)  # before "dense", so comparisons read "dense − dense_untrained"
 
     # Which questions could be answered at all: an answer string somewhere in the corpus (same has_answer rule).
     bar = stage("answers in corpus", n)

@@ -291,8 +291,8 @@ def test_plot_topk_writes_a_png(tmp_path):
 
 def test_a_trained_model_is_reported_next_to_the_untrained_default(tmp_path, corpus_file, qa_file, tiny_model_dir):
     report, out = run_evaluation(config(tmp_path, corpus_file, qa_file, retrievers=["bm25", "dense"], model=str(tiny_model_dir)))
-    assert list(report["retrieval"]) == ["bm25", "dense", "dense_untrained"]
+    assert list(report["retrieval"]) == ["bm25", "dense_untrained", "dense"]
     untrained, _ = run_evaluation(config(tmp_path / "u", corpus_file, qa_file, retrievers=["dense"]))
     assert report["retrieval"]["dense_untrained"] == untrained["retrieval"]["dense"]
-    assert {(c["a"], c["b"]) for c in report["comparisons"]["retrieval"]} >= {("dense_untrained", "dense")}
+    assert {(c["a"], c["b"]) for c in report["comparisons"]["retrieval"]} >= {("dense", "dense_untrained")}
     assert "| dense_untrained |" in (out / "report.md").read_text()
