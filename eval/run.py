@@ -21,7 +21,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -32,17 +31,15 @@ from dpr_rag.errors import ConfigError, DprRagError
 from dpr_rag.hybrid import DEFAULT_WEIGHT, FUSIONS
 from dpr_rag.passages import corpus_fingerprint
 from dpr_rag.qa import load_qa
-from dpr_rag.retriever import MAX_K
-from dpr_rag.searcher import RETRIEVERS, Searcher, check_retriever_names
+from dpr_rag.searcher import RETRIEVERS, Searcher
 from dpr_rag.storage import atomic_dir
 
 from .bootstrap import DEFAULT_SAMPLES, paired_bootstrap
+from .config import DEFAULT_KS, GENERATION_MODES, EvalConfig, parse_ks, parse_modes  # noqa: F401 (re-exported)
 from .metrics import load_metric
 from .report import FILES, write_report
 
 REPORTS_DIR = Path(__file__).resolve().parent / "reports"
-DEFAULT_KS = (1, 5, 20, 100)
-GENERATION_MODES = ("sequence", "token", "closed-book")  # dpr_rag.rag.MODES; checked against it when generating
 SEARCH_BATCH = 64
 GENERATE_BATCH = 8
 UNTRAINED = "dense_untrained"  # the default encoder, evaluated beside a trained --model
@@ -52,104 +49,6 @@ Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 class EvalCancelled(DprRagError):
     """The caller set the cancel event; nothing was written."""
-
-
-@dataclass
-class EvalConfig:
-    qa: str | None = None  # QA file (.jsonl NQ-open, .json DPR, .csv/.tsv DPR); None = embedded fanoutqa sub-questions
-    corpus: str | None = None  # passage file; None = embedded Wikipedia summaries
-    model: str | None = None  # dense encoder; None = embedded all-MiniLM-L6-v2 (untrained for this task)
-    baseline: bool = True  # with a --model, also evaluate the untrained default encoder as "dense_untrained"
-    retrievers: list[str] = field(default_factory=lambda: list(RETRIEVERS))
-    k: list[int] = field(default_factory=lambda: list(DEFAULT_KS))
-    generate: list[str] = field(default_factory=list)  # RAG modes to score with EM/F1; empty = no generation
-    generator: str | None = None
-    rag_k: int = 5
-    limit: int | None = None  # the first N questions, in file order
-    match: str = "string"
-    out: str | None = None  # None = eval/reports/<timestamp>/
-    index_type: str = "flat"
-    use_cache: bool = True
-    fusion: str = "linear"
-    weight: float = DEFAULT_WEIGHT
-    bootstrap_samples: int = DEFAULT_SAMPLES
-    confidence: float = 0.95
-    seed: int = 0
-    show_progress: bool = True  # tqdm bars on stderr
-    command: str | None = None  # the command line that ran this; None = rebuilt from the settings
-
-    def check(self) -> EvalConfig:
-        """Validate and normalise every option before any work starts (so a typo fails in a second, not an hour)."""
-        self.generate = parse_modes(self.generate)
-        names = self.retrievers.split(",") if isinstance(self.retrievers, str) else list(self.retrievers)
-        names = [n.strip() for n in names if n.strip()]
-        # No retriever is allowed only when generating (answers alone); otherwise the library's check names the problem.
-        self.retrievers = list(dict.fromkeys(check_retriever_names(names))) if names or not self.generate else []
-        self.k = parse_ks(self.k)
-        if self.match not in MATCH_MODES:
-            raise ConfigError(f"unknown --match {self.match!r}; choose from {', '.join(MATCH_MODES)}")
-        if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
-            raise ConfigError(f"--limit must be a positive integer, got {self.limit!r}")
-        if not isinstance(self.rag_k, int) or not 1 <= self.rag_k <= MAX_K:
-            raise ConfigError(f"--rag-k must be an integer between 1 and {MAX_K}, got {self.rag_k!r}")
-        if self.fusion not in FUSIONS:
-            raise ConfigError(f"unknown --fusion {self.fusion!r}; choose from {', '.join(FUSIONS)}")
-        if not isinstance(self.bootstrap_samples, int) or self.bootstrap_samples < 1:
-            raise ConfigError(f"--bootstrap must be a positive integer, got {self.bootstrap_samples!r}")
-        if not 0 < self.confidence < 1:
-            raise ConfigError(f"confidence must be between 0 and 1, got {self.confidence!r}")
-        return self
-
-    def to_command(self) -> str:
-        """A command line that reruns this evaluation."""
-        args = ["python", "-m", "eval.run"]
-        for flag, value in (("--qa", self.qa), ("--corpus", self.corpus), ("--model", self.model)):
-            if value is not None:
-                args += [flag, str(value)]
-        args += ["--retrievers", ",".join(self.retrievers), "--k", ",".join(map(str, self.k)), "--match", self.match]
-        if self.generate:
-            args += ["--generate", ",".join(self.generate), "--rag-k", str(self.rag_k)]
-            if self.generator:
-                args += ["--generator", str(self.generator)]
-        if self.limit is not None:
-            args += ["--limit", str(self.limit)]
-        if self.index_type != "flat":
-            args += ["--index-type", self.index_type]
-        if self.fusion != "linear" or self.weight != DEFAULT_WEIGHT:
-            args += ["--fusion", self.fusion, "--weight", str(self.weight)]
-        if self.bootstrap_samples != DEFAULT_SAMPLES or self.seed != 0:
-            args += ["--bootstrap", str(self.bootstrap_samples), "--seed", str(self.seed)]
-        if not self.use_cache:
-            args.append("--no-cache")
-        if self.model and not self.baseline:
-            args.append("--no-baseline")
-        if self.out is not None:
-            args += ["--out", str(self.out)]
-        return shlex.join(args)
-
-
-def parse_ks(value) -> list[int]:
-    """'1,5,20' or [1, 5, 20] -> sorted distinct ints in [1, MAX_K]; anything else is a ConfigError."""
-    items = value.split(",") if isinstance(value, str) else list(value)
-    ks = []
-    for item in items:
-        text = item.strip() if isinstance(item, str) else item
-        if isinstance(text, str) and text.isdigit():
-            text = int(text)
-        if not isinstance(text, int) or isinstance(text, bool) or not 1 <= text <= MAX_K:
-            raise ConfigError(f"--k must be a comma-separated list of integers between 1 and {MAX_K}, got {value!r}")
-        ks.append(text)
-    if not ks:
-        raise ConfigError("--k is empty; give e.g. 1,5,20,100")
-    return sorted(set(ks))
-
-
-def parse_modes(value) -> list[str]:
-    items = [m.strip() for m in value.split(",") if m.strip()] if isinstance(value, str) else list(value or [])
-    for m in items:
-        if m not in GENERATION_MODES:
-            raise ConfigError(f"unknown --generate mode {m!r}; choose from {', '.join(GENERATION_MODES)}")
-    return list(dict.fromkeys(items))
 
 
 def _git_commit() -> str | None:

@@ -47,3 +47,14 @@ def build_bart(folder: Path, texts: list[str], seed: int = 0, init_range: float 
     BartForConditionalGeneration(config).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+def brute_next(gen, input_ids: list[int], prefix: list[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """log p(next | input, prefix) from the model run on this row alone: no padding, no masks, no cache."""
+    with torch.no_grad():
+        if gen.is_encoder_decoder:
+            start = gen.model.config.decoder_start_token_id
+            logits = gen.model(input_ids=torch.tensor([input_ids]), decoder_input_ids=torch.tensor([[start] + prefix])).logits
+        else:
+            logits = gen.model(input_ids=torch.tensor([input_ids + prefix])).logits
+    return torch.log_softmax(logits[0, -1].to(dtype), -1)

@@ -10,6 +10,8 @@ from tokenizers import ByteLevelBPETokenizer, processors
 from transformers import (BartConfig, BartForConditionalGeneration, GPT2Config, GPT2LMHeadModel, LogitsProcessor, LogitsProcessorList,
                           PreTrainedTokenizerFast)
 
+from rag_helpers import brute_next
+
 from dpr_rag.errors import ConfigError
 from dpr_rag.generator import Generator, prompt
 from dpr_rag.passages import Passage
@@ -70,17 +72,6 @@ def bart_dir(tmp_path_factory):
 @pytest.fixture(params=["gpt2", "bart"])
 def gen(request, gpt2_dir, bart_dir) -> Generator:
     return Generator.from_pretrained(gpt2_dir if request.param == "gpt2" else bart_dir)
-
-
-def brute_next(gen: Generator, input_ids: list[int], prefix: list[int]) -> torch.Tensor:
-    """log p(next | input, prefix) from the model run on this row alone, without padding or masks."""
-    with torch.no_grad():
-        if gen.is_encoder_decoder:
-            start = gen.model.config.decoder_start_token_id
-            logits = gen.model(input_ids=torch.tensor([input_ids]), decoder_input_ids=torch.tensor([[start] + prefix])).logits
-        else:
-            logits = gen.model(input_ids=torch.tensor([input_ids + prefix])).logits
-    return torch.log_softmax(logits[0, -1], -1)
 
 
 def brute_logprobs(gen: Generator, input_ids: list[int], target: list[int]) -> list[float]:

@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from rag_helpers import CONTEXT, build_bart, build_gpt2
+from rag_helpers import CONTEXT, build_bart, build_gpt2, brute_next
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from dpr_rag.answer import main as answer_main
@@ -102,17 +102,6 @@ def pipeline(model_dir, passages, gen_dir, k: int = 3, max_new_tokens: int = 6) 
 
 
 # ---- brute force ---------------------------------------------------------------------------------------------
-def brute_next(gen: Generator, input_ids: list[int], prefix: list[int]) -> torch.Tensor:
-    """log p(next | input, prefix) from the model run on this row alone: no padding, no masks, no cache."""
-    with torch.no_grad():
-        if gen.is_encoder_decoder:
-            start = gen.model.config.decoder_start_token_id
-            logits = gen.model(input_ids=torch.tensor([input_ids]), decoder_input_ids=torch.tensor([[start] + prefix])).logits
-        else:
-            logits = gen.model(input_ids=torch.tensor([input_ids + prefix])).logits
-    return torch.log_softmax(logits[0, -1].double(), -1)
-
-
 def brute_retrieval(pipe: RagPipeline, question: str) -> tuple[list[int], np.ndarray]:
     """Top-k passage positions by E_Q(q)·E_P(p) over the whole corpus, and p(z|x) = softmax(score/τ) over them."""
     enc, passages = pipe.retriever.encoder, pipe.retriever.passages
@@ -132,7 +121,7 @@ def brute_marginals(pipe: RagPipeline, question: str, answer: str) -> tuple[floa
     for i in top:
         ids = gen.tokenizer(prompt(question, pipe.retriever.passages[i]))["input_ids"]
         assert len(ids) + len(target) <= CONTEXT  # nothing truncated: the brute force sees the whole input
-        probs.append([math.exp(brute_next(gen, ids, target[:t])[target[t]].item()) for t in range(len(target))])
+        probs.append([math.exp(brute_next(gen, ids, target[:t], torch.float64)[target[t]].item()) for t in range(len(target))])
     sequence = sum(p * math.prod(row) for p, row in zip(prior, probs))
     token = math.prod(sum(prior[z] * probs[z][t] for z in range(len(top))) for t in range(len(target)))
     return math.log(sequence), math.log(token)
@@ -163,7 +152,7 @@ def test_closed_book_logprob_is_the_generator_alone(tiny_model_dir, toy_passages
     gen = pipe.generator
     target = gen.encode_target(a)
     ids = gen.tokenizer(prompt(q))["input_ids"]
-    expected = sum(brute_next(gen, ids, target[:t])[target[t]].item() for t in range(len(target)))
+    expected = sum(brute_next(gen, ids, target[:t], torch.float64)[target[t]].item() for t in range(len(target)))
     with torch.no_grad():
         assert pipe.marginal_logprob([q], [a], "closed-book").item() == pytest.approx(expected, abs=1e-4)
     answer = pipe.answer(q, "closed-book")
