@@ -11,10 +11,11 @@ from .retriever import SearchHit, check_queries
 
 
 def encode_corpus(encoder: DualEncoder, passages: list[Passage], kind: str = "flat", batch_size: int = 64,
-                  show_progress: bool = True, progress=None, **index_params) -> DenseIndex:
+                  show_progress: bool = True, progress=None, precision: str = "fp32", **index_params) -> DenseIndex:
     """Encode every passage with the passage tower and put the vectors in a new FAISS index (ids = positions)."""
     index = DenseIndex(encoder.dim, kind, **index_params)
-    index.add(encoder.encode_passages(passages, batch_size=batch_size, show_progress=show_progress, progress=progress))
+    index.add(encoder.encode_passages(passages, batch_size=batch_size, show_progress=show_progress, progress=progress,
+                                      precision=precision))
     return index
 
 

@@ -109,7 +109,7 @@ def _parse_answer_list(raw: str, where: str) -> list[str]:
     except json.JSONDecodeError:
         try:
             value = ast.literal_eval(raw)
-        except (ValueError, SyntaxError, MemoryError, RecursionError) as e:
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as e:  # TypeError: {[1]: 2}
             raise DataFormatError(f"{where}: answers column is not a list literal: {raw[:80]!r}") from e
     return value if isinstance(value, (list, str)) else [str(value)]
 

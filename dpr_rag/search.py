@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     if any(not q.strip() for q in args.questions):
         raise ConfigError("empty question")
     searcher = Searcher.open(args.corpus, model=args.model, index=args.index, index_kind=args.index_type,
-                             use_cache=not args.no_cache, hybrid_fusion=args.fusion, hybrid_weight=args.weight)
+                             precision=args.precision, use_cache=not args.no_cache, hybrid_fusion=args.fusion, hybrid_weight=args.weight)
     for name in names:
         retriever = searcher.retriever(name)  # built (or loaded from cache) before timing
         t0 = time.perf_counter()

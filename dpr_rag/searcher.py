@@ -2,7 +2,7 @@
 
 Indexes are cached under `$DPR_RAG_CACHE` (default `~/.cache/dpr_rag`), keyed by what they depend on:
 - `bm25/<corpus fingerprint>-<engine>-k1<k1>-b<b>/`
-- `dense/<corpus fingerprint>-<passage encoder fingerprint>-<index kind>/`
+- `dense/<corpus fingerprint>-<passage encoder fingerprint>-<index kind>[-bf16]/`
 so a second run with the same corpus, model and settings loads instead of re-encoding, and a changed
 corpus or retrained model never picks up a stale index. Entries are written atomically.
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .bm25 import BM25Retriever
 from .dense import DenseRetriever, encode_corpus
-from .encoder import DualEncoder
+from .encoder import DualEncoder, check_precision
 from .errors import ConfigError, DataFormatError
 from .faiss_index import DenseIndex
 from .hybrid import DEFAULT_WEIGHT, HybridRetriever
@@ -56,15 +56,18 @@ def bm25_index(passages: list[Passage], k1: float = 0.9, b: float = 0.4, engine:
 
 
 def dense_index(passages: list[Passage], encoder: DualEncoder, kind: str = "flat", use_cache: bool = True,
-                batch_size: int = 64, show_progress: bool = True, progress=None, **index_params) -> DenseIndex:
+                batch_size: int = 64, show_progress: bool = True, progress=None, precision: str = "fp32",
+                **index_params) -> DenseIndex:
     """The FAISS index of this corpus under this passage encoder: from the cache, or encoded now and cached."""
     corpus_fp = corpus_fingerprint(passages)
-    folder = cache_dir() / "dense" / f"{corpus_fp}-{encoder.passage_fingerprint()}-{kind}"
+    suffix = "" if check_precision(precision) == "fp32" else f"-{precision}"
+    folder = cache_dir() / "dense" / f"{corpus_fp}-{encoder.passage_fingerprint()}-{kind}{suffix}"
     if use_cache and (folder / "index.faiss").exists():
         index = DenseIndex.load(folder)
         if len(index) == len(passages):
             return index
-    index = encode_corpus(encoder, passages, kind, batch_size=batch_size, show_progress=show_progress, progress=progress, **index_params)
+    index = encode_corpus(encoder, passages, kind, batch_size=batch_size, show_progress=show_progress, progress=progress,
+                          precision=precision, **index_params)
     if use_cache:
         index.save(folder)
     return index
@@ -92,6 +95,7 @@ class Searcher:
     passages: list[Passage]
     model: str | None = None  # encoder id/folder; None = the embedded default
     index_kind: str = "flat"
+    precision: str = "fp32"  # of the passage encoding pass (see encoder.PRECISIONS)
     hybrid_fusion: str = "linear"
     hybrid_weight: float = DEFAULT_WEIGHT
     use_cache: bool = True
@@ -137,7 +141,8 @@ class Searcher:
                                       f"{self.model or 'the default encoder'}; rebuild it with python -m dpr_rag.index --model ...")
                 index = DenseIndex.load(self.index_folder / "dense")
             else:
-                index = dense_index(self.passages, self.encoder, self.index_kind, use_cache=self.use_cache, show_progress=self.show_progress)
+                index = dense_index(self.passages, self.encoder, self.index_kind, use_cache=self.use_cache,
+                                    show_progress=self.show_progress, precision=self.precision)
             return DenseRetriever(self.encoder, index, self.passages)
         return HybridRetriever(self.retriever("bm25"), self.retriever("dense"), fusion=self.hybrid_fusion, weight=self.hybrid_weight)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from .errors import DprRagError
 
 
-def _check_writable(parent: Path) -> None:
+def check_writable(parent: Path) -> None:
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -31,7 +31,7 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     On any exception the temporary folder is removed and `final` is untouched.
     """
     final = Path(final)
-    _check_writable(final.parent)
+    check_writable(final.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     try:
         yield tmp
@@ -54,7 +54,7 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
 def atomic_file(final: str | os.PathLike, mode: str = "w") -> Iterator:
     """Open a temporary file beside `final` for writing; it replaces `final` only if the block succeeds."""
     final = Path(final)
-    _check_writable(final.parent)
+    check_writable(final.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent)
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:

@@ -31,6 +31,7 @@ class EvalConfig:
     match: str = "string"
     out: str | None = None  # None = eval/reports/<timestamp>/
     index_type: str = "flat"
+    precision: str = "fp32"
     use_cache: bool = True
     fusion: str = "linear"
     weight: float = DEFAULT_WEIGHT
@@ -77,6 +78,8 @@ class EvalConfig:
             args += ["--limit", str(self.limit)]
         if self.index_type != "flat":
             args += ["--index-type", self.index_type]
+        if self.precision != "fp32":
+            args += ["--precision", self.precision]
         if self.fusion != "linear" or self.weight != DEFAULT_WEIGHT:
             args += ["--fusion", self.fusion, "--weight", str(self.weight)]
         if self.bootstrap_samples != DEFAULT_SAMPLES or self.seed != 0:

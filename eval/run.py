@@ -131,13 +131,14 @@ def run_evaluation(config: EvalConfig | None = None, progress: Progress | None =
     answers = [ex.answers for ex in examples]
     n = len(examples)
     searcher = Searcher.open(config.corpus, model=config.model, index_kind=config.index_type, use_cache=config.use_cache,
+                             precision=config.precision,
                              hybrid_fusion=config.fusion, hybrid_weight=config.weight, show_progress=config.show_progress)
     passages = searcher.passages
     # A trained --model is shown next to the untrained default encoder it is compared against.
     names = list(config.retrievers)
     baseline = None
     if config.model and config.baseline and "dense" in names:
-        baseline = Searcher(passages, model=None, index_kind=config.index_type, use_cache=config.use_cache,
+        baseline = Searcher(passages, model=None, index_kind=config.index_type, use_cache=config.use_cache, precision=config.precision,
                             show_progress=config.show_progress)
         names.insert(names.index("dense"), UNTRAINED)  # before "dense", so comparisons read "dense − dense_untrained"
 
@@ -220,7 +221,7 @@ def run_evaluation(config: EvalConfig | None = None, progress: Progress | None =
         "n_passages": len(passages), "corpus_fingerprint": corpus_fingerprint(passages),
         "model": config.model, "model_source": config.model or "embedded all-MiniLM-L6-v2 (not trained on this task)",
         "retrievers": names, "k": config.k, "match": config.match,
-        "index_type": config.index_type, "fusion": config.fusion, "weight": config.weight, "use_cache": config.use_cache,
+        "index_type": config.index_type, "precision": config.precision, "fusion": config.fusion, "weight": config.weight, "use_cache": config.use_cache,
         "generate": config.generate, "generator": config.generator,
         "generator_source": config.generator or "embedded default generator", "rag_k": config.rag_k,
         "bootstrap_samples": config.bootstrap_samples, "confidence": config.confidence, "seed": config.seed,
@@ -299,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config = EvalConfig(qa=args.qa, corpus=args.corpus, model=args.model, retrievers=args.retrievers, k=args.k,
                         generate=args.generate, generator=args.generator, rag_k=args.rag_k, limit=args.limit, match=args.match,
-                        out=args.out, index_type=args.index_type, use_cache=not args.no_cache, fusion=args.fusion,
+                        out=args.out, index_type=args.index_type, precision=args.precision, use_cache=not args.no_cache, fusion=args.fusion,
                         weight=args.weight, bootstrap_samples=args.bootstrap, seed=args.seed, show_progress=not args.quiet,
                         baseline=not args.no_baseline,
                         command=shlex.join(["python", "-m", "eval.run", *argv]))

@@ -77,3 +77,33 @@ def test_bad_model_paths_and_options(tmp_path, tiny_model_dir):
         DualEncoder.from_pretrained(str(tmp_path / "does-not-exist"))
     with pytest.raises(ConfigError, match="pooling must be one of"):
         DualEncoder.from_pretrained(tiny_model_dir, pooling="max")
+
+
+def test_bf16_passage_encoding_is_close_and_leaves_the_model_in_fp32(tiny_model_dir, toy_passages):
+    import warnings
+
+    enc = DualEncoder.from_pretrained(str(tiny_model_dir), pooling="mean", normalize=True)
+    full = enc.encode_passages(toy_passages, show_progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "emulated and slower" on CPUs without bf16 instructions
+        fast = enc.encode_passages(toy_passages, show_progress=False, precision="bf16")
+    assert fast.dtype == np.float32 and fast.shape == full.shape
+    assert np.min(np.sum(full * fast, axis=1)) > 0.99  # cosine of unit vectors
+    assert not np.array_equal(full, fast)  # it did run in another precision
+    assert all(p.dtype == torch.float32 for p in enc.passage_encoder.parameters())
+    with pytest.raises(ConfigError, match="unknown precision 'int4'"):
+        enc.encode_passages(toy_passages, precision="int4")
+
+
+def test_bf16_index_has_its_own_cache_entry(tiny_model_dir, toy_passages):
+    import warnings
+
+    from dpr_rag.searcher import cache_dir, dense_index
+
+    enc = DualEncoder.from_pretrained(str(tiny_model_dir))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dense_index(toy_passages, enc, show_progress=False)
+        dense_index(toy_passages, enc, show_progress=False, precision="bf16")
+    names = sorted(p.name for p in (cache_dir() / "dense").iterdir())
+    assert len(names) == 2 and names[1] == names[0] + "-bf16"

@@ -7,7 +7,7 @@
                              default: the embedded FanOutQA sub-questions
     DPR_RAG_APP_DATA         the app's data folder (uploads, trained models, reports); default $DPR_RAG_CACHE/app
     DPR_RAG_APP_MAX_UPLOAD_MB  upload size limit in MB (default 200)
-    DPR_RAG_APP_INDEX_TYPE   FAISS index type of the starting corpus: flat (default), hnsw or ivfpq
+    DPR_RAG_APP_INDEX_TYPE   FAISS index type of the starting corpus: flat (default), fp16, hnsw or ivfpq
     GRADIO_SERVER_NAME / GRADIO_SERVER_PORT   where to serve (default 127.0.0.1:7860)
 """
 from __future__ import annotations

@@ -17,7 +17,7 @@ from .render import progress_html
 from .state import DEFAULT_CORPUS_NAME, AppState
 from .uploads import CORPUS_TYPES, load_uploaded_corpus, store_upload
 
-KIND_LABELS = {"flat": "flat (exact)", "hnsw": "hnsw (approximate, fast)", "ivfpq": "ivfpq (compressed; large corpora)"}
+KIND_LABELS = {"flat": "flat (exact)", "fp16": "fp16 (exact, half the memory)", "hnsw": "hnsw (approximate, fast)", "ivfpq": "ivfpq (compressed; large corpora)"}
 
 
 def live_markdown(state: AppState) -> str:
