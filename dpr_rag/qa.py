@@ -13,10 +13,10 @@ from pathlib import Path
 
 from .errors import DataFormatError
 from .passages import Passage, iter_jsonl, iter_tsv, package_data_path, read_text
+from .retriever import MAX_QUERY_CHARS
 
 DEFAULT_QA_PACKAGE = "fanoutqa"
 DEFAULT_QA_FILE = "data/fanout-final-dev.json"
-MAX_QUESTION_CHARS = 2000
 
 
 @dataclass
@@ -33,8 +33,8 @@ class QAExample:
 def _check_example(question, answers, where: str) -> tuple[str, list[str]]:
     if not isinstance(question, str) or not question.strip():
         raise DataFormatError(f"{where}: field 'question' must be a non-empty string")
-    if len(question) > MAX_QUESTION_CHARS:
-        raise DataFormatError(f"{where}: question longer than {MAX_QUESTION_CHARS} characters")
+    if len(question) > MAX_QUERY_CHARS:
+        raise DataFormatError(f"{where}: question longer than {MAX_QUERY_CHARS} characters")
     if isinstance(answers, str):
         answers = [answers]
     if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):

@@ -30,7 +30,7 @@ from .errors import ConfigError
 from .generator import Generator, prompt
 from .losses import passage_posterior, rag_sequence_logprob, rag_token_logprob
 from .passages import Passage, load_corpus
-from .retriever import SearchHit
+from .retriever import MAX_QUERY_CHARS, SearchHit
 from .searcher import dense_index
 
 MODES = ("sequence", "token", "closed-book")
@@ -235,6 +235,8 @@ def check_questions(questions: list[str]) -> None:
     for i, q in enumerate(questions):
         if not isinstance(q, str) or not q.strip():
             raise ConfigError("empty question" if len(questions) == 1 else f"question {i + 1} is empty")
+        if len(q) > MAX_QUERY_CHARS:
+            raise ConfigError(f"question {i + 1} is {len(q):,} characters long; the limit is {MAX_QUERY_CHARS:,}")
 
 
 def check_mode(mode: str) -> None:

@@ -8,6 +8,7 @@ from .errors import ConfigError
 from .passages import Passage
 
 MAX_K = 1000
+MAX_QUERY_CHARS = 2000  # a question longer than this is not a question (and would only burn CPU)
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ def check_queries(queries: list[str] | str, k: int) -> list[str]:
     for i, q in enumerate(queries):
         if not isinstance(q, str) or not q.strip():
             raise ConfigError(f"query {i + 1} is empty")
+        if len(q) > MAX_QUERY_CHARS:
+            raise ConfigError(f"query {i + 1} is {len(q):,} characters long; the limit is {MAX_QUERY_CHARS:,}")
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
         raise ConfigError(f"k must be an integer between 1 and {MAX_K}, got {k!r}")
     return queries

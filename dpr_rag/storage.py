@@ -6,13 +6,69 @@ a full disk or Ctrl-C mid-write leaves the previous good copy in place.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import glob
 import os
 import shutil
+import socket
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import DprRagError
+
+RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    if sys.platform != "linux":
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd = -100
+    ok = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), RENAME_EXCHANGE) == 0
+    if not ok and ctypes.get_errno() not in (errno.EINVAL, errno.ENOSYS, errno.EXDEV, errno.ENOTSUP):
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()), str(b))
+    return ok
+
+
+def _tmp_prefix(final: Path, pid: int | None = None) -> str:
+    return f".{final.name}.tmp-{socket.gethostname()}-{os.getpid() if pid is None else pid}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _sweep(final: Path) -> None:
+    """Delete temporaries that killed writers on this host left beside `final` (their process is gone)."""
+    host_prefix = f".{final.name}.tmp-{socket.gethostname()}-"
+    for tmp in final.parent.glob(f"{glob.escape(host_prefix)}*"):
+        pid = tmp.name[len(host_prefix):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+
+
+def recover(final: str | os.PathLike) -> None:
+    """Put back the previous copy of `final` if a writer was killed between its two renames (non-Linux fallback)."""
+    final = Path(final)
+    if final.exists() or not final.parent.is_dir():
+        return
+    olds = sorted(final.parent.glob(f".{final.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if olds:
+        os.replace(olds[-1], final)
 
 
 def check_writable(parent: Path) -> None:
@@ -32,11 +88,15 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     """
     final = Path(final)
     check_writable(final.parent)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    recover(final)
+    _sweep(final)
+    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(final), dir=final.parent))
     try:
         yield tmp
-        if final.exists():
-            # Two renames: the old copy stays whole until the new one is in place.
+        if final.exists() and _exchange(tmp, final):
+            shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old copy
+        elif final.exists():
+            # Two renames: the old copy stays whole until the new one is in place; `recover` undoes a kill between them.
             old = final.parent / f".{final.name}.old-{os.getpid()}"
             os.replace(final, old)
             os.replace(tmp, final)
@@ -55,7 +115,8 @@ def atomic_file(final: str | os.PathLike, mode: str = "w") -> Iterator:
     """Open a temporary file beside `final` for writing; it replaces `final` only if the block succeeds."""
     final = Path(final)
     check_writable(final.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent)
+    _sweep(final)
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(final), dir=final.parent)
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
             yield f

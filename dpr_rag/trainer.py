@@ -30,7 +30,7 @@ from .losses import dpr_nll_loss, duplicate_positive_mask
 from .passages import Passage
 from .plots import plot_training_log
 from .qa import QAExample
-from .storage import atomic_dir
+from .storage import atomic_dir, recover
 from .train_eval import dev_accuracy
 from .training_data import load_or_build_training_data
 
@@ -112,6 +112,7 @@ def _save_checkpoint(out: Path, encoder: DualEncoder, optimizer, scheduler, stat
 
 
 def _load_checkpoint(out: Path, cfg: TrainConfig) -> tuple[DualEncoder, dict]:
+    recover(out / "last")
     state_file = out / "last" / CHECKPOINT_STATE
     if not state_file.exists():
         raise ConfigError(f"cannot resume: {state_file} not found (train without --resume first)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import zipfile
 
 import pytest
@@ -20,6 +21,7 @@ def app(tmp_path_factory, tiny_model_dir):
     folder = tmp_path_factory.mktemp("app-api")
     env = make_assets(folder, tiny_model_dir)
     env["DPR_RAG_APP_MAX_UPLOAD_MB"] = "2"
+    env["DPR_RAG_APP_MAX_PASSAGES"] = "10000"
     server = AppServer(env, folder / "app.log")
     try:
         server.wait_serving()
@@ -65,6 +67,28 @@ def test_search_rejects_bad_input_with_a_message(client):
         client.predict("who wrote hamlet", "", "default", 50, api_name="/search")
     with pytest.raises(AppError, match="unknown model 'run:nope'"):
         client.predict("who wrote hamlet", "", "run:nope", 3, api_name="/search")
+    with pytest.raises(AppError, match="2,001 characters long; the limit is 2,000"):
+        client.predict("why " * 500 + "x", "", "default", 3, api_name="/search")
+    with pytest.raises(AppError, match="2,001 characters long; the limit is 2,000"):
+        client.predict("why " * 500 + "x", "RAG-Token", "default", 3, api_name="/answer")
+
+
+def test_the_api_cannot_make_the_app_read_a_server_file(app, client, tmp_path):
+    # A hand-made request naming a file on the server (a valid corpus outside Gradio's upload folder) instead of
+    # uploading one: Gradio refuses the path, so the app never reads it and the live corpus stays.
+    import httpx
+
+    secret = assets.write_corpus_jsonl(tmp_path / "secret.jsonl")
+    payload = {"data": [{"path": str(secret), "meta": {"_type": "gradio.FileData"}}, "flat (exact)"]}
+    with httpx.Client(base_url=app.url, timeout=30) as http:
+        event = http.post("gradio_api/call/corpus_build", json=payload)
+        if event.status_code == 200:
+            assert "event: error" in http.get(f"gradio_api/call/corpus_build/{event.json()['event_id']}").text
+        else:
+            assert event.status_code in (400, 403, 422)
+    time.sleep(1)
+    assert status(client)["live"]["corpus"] == "toy.jsonl" and "secret" not in status(client)["index_job"]["title"]
+    assert not list((app.folder / "data").rglob("secret.jsonl"))
 
 
 @pytest.mark.parametrize("mode, n_passages", [("RAG-Sequence", 3), ("RAG-Token", 3), ("Closed-book (no retrieval)", 0)])
@@ -168,6 +192,9 @@ def test_corpus_uploads_are_validated(client, tmp_path, app):
     big.write_text("x" * (2 * 1024 * 1024 + 10))
     with pytest.raises(ValueError, match="exceeds the maximum file size"):  # refused before it is sent
         client.predict(handle_file(str(big)), "flat (exact)", api_name="/corpus_build")
+    over = assets.write_corpus_jsonl(tmp_path / "over.jsonl", [(f"T{i}", f"Passage {i}.", "", "") for i in range(10_001)])
+    with pytest.raises(AppError, match="^over.jsonl has 10,001 passages; this app accepts at most 10,000"):
+        client.predict(handle_file(str(over)), "flat (exact)", api_name="/corpus_build")
     assert status(client)["live"]["corpus"] == "toy.jsonl"
     uploads = app.folder / "data" / "uploads"
     assert all(p.resolve().is_relative_to(uploads.resolve()) for p in uploads.rglob("*"))

@@ -88,7 +88,7 @@ def test_a_huge_line_is_read_or_refused_cleanly(tmp_path, name):
     if name.startswith("passages"):
         assert out[0].text == big.strip()
     else:
-        assert out is None  # a question over MAX_QUESTION_CHARS is refused with a message
+        assert out is None  # a question over MAX_QUERY_CHARS is refused with a message
 
 
 def test_valid_files_survive_the_round_trip(tmp_path):

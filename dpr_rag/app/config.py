@@ -7,6 +7,8 @@
                              default: the embedded FanOutQA sub-questions
     DPR_RAG_APP_DATA         the app's data folder (uploads, trained models, reports); default $DPR_RAG_CACHE/app
     DPR_RAG_APP_MAX_UPLOAD_MB  upload size limit in MB (default 200)
+    DPR_RAG_APP_MAX_PASSAGES   most passages an uploaded corpus may have (default 50,000: ~13 min to encode on 2 CPU cores)
+    DPR_RAG_APP_MAX_QUESTIONS  most questions an uploaded question file may have (default 20,000)
     DPR_RAG_APP_INDEX_TYPE   FAISS index type of the starting corpus: flat (default), fp16, hnsw or ivfpq
     GRADIO_SERVER_NAME / GRADIO_SERVER_PORT   where to serve (default 127.0.0.1:7860)
 """
@@ -21,6 +23,8 @@ from ..faiss_index import KINDS
 from ..searcher import cache_dir
 
 DEFAULT_MAX_UPLOAD_MB = 200.0
+DEFAULT_MAX_PASSAGES = 50_000
+DEFAULT_MAX_QUESTIONS = 20_000
 
 
 def _env(name: str) -> str | None:
@@ -50,6 +54,8 @@ class AppConfig:
     qa: str | None = None
     data_dir: Path = Path(".")
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
+    max_passages: int = DEFAULT_MAX_PASSAGES
+    max_questions: int = DEFAULT_MAX_QUESTIONS
     index_kind: str = "flat"
     server_name: str = "127.0.0.1"
     server_port: int = 7860
@@ -58,18 +64,21 @@ class AppConfig:
     def from_env(cls) -> AppConfig:
         try:
             max_mb = float(_env("DPR_RAG_APP_MAX_UPLOAD_MB") or DEFAULT_MAX_UPLOAD_MB)
+            max_passages = int(_env("DPR_RAG_APP_MAX_PASSAGES") or DEFAULT_MAX_PASSAGES)
+            max_questions = int(_env("DPR_RAG_APP_MAX_QUESTIONS") or DEFAULT_MAX_QUESTIONS)
             port = int(_env("GRADIO_SERVER_PORT") or 7860)
         except ValueError as e:
-            raise ConfigError(f"DPR_RAG_APP_MAX_UPLOAD_MB and GRADIO_SERVER_PORT must be numbers: {e}") from e
-        if max_mb <= 0:
-            raise ConfigError("DPR_RAG_APP_MAX_UPLOAD_MB must be positive")
+            raise ConfigError(f"DPR_RAG_APP_MAX_UPLOAD_MB, DPR_RAG_APP_MAX_PASSAGES, DPR_RAG_APP_MAX_QUESTIONS and "
+                              f"GRADIO_SERVER_PORT must be numbers: {e}") from e
+        if max_mb <= 0 or max_passages <= 0 or max_questions <= 0:
+            raise ConfigError("DPR_RAG_APP_MAX_UPLOAD_MB, DPR_RAG_APP_MAX_PASSAGES and DPR_RAG_APP_MAX_QUESTIONS must be positive")
         kind = _env("DPR_RAG_APP_INDEX_TYPE") or "flat"
         if kind not in KINDS:
             raise ConfigError(f"DPR_RAG_APP_INDEX_TYPE={kind}: choose one of {', '.join(KINDS)}")
         data = Path(_env("DPR_RAG_APP_DATA") or cache_dir() / "app").expanduser().resolve()
         return cls(corpus=_path("DPR_RAG_APP_CORPUS", True), model=_path("DPR_RAG_APP_MODEL", False),
                    generator=_path("DPR_RAG_APP_GENERATOR", False), qa=_path("DPR_RAG_APP_QA", True), data_dir=data,
-                   max_upload_mb=max_mb, index_kind=kind, server_name=_env("GRADIO_SERVER_NAME") or "127.0.0.1",
+                   max_upload_mb=max_mb, max_passages=max_passages, max_questions=max_questions, index_kind=kind, server_name=_env("GRADIO_SERVER_NAME") or "127.0.0.1",
                    server_port=port)
 
     @property

@@ -46,7 +46,7 @@ def start_upload_build(state: AppState, file, kind: str, owner: str | None) -> J
         raise ConfigError(f"unknown index type {kind!r}; choose one of {', '.join(KINDS)}")
     state.index_jobs.ensure_free(owner)
     stored, shown = store_upload(file, cfg.uploads_dir, CORPUS_TYPES, cfg.max_upload_bytes, "corpus")
-    passages = load_uploaded_corpus(stored, shown)  # errors name the file and line
+    passages = load_uploaded_corpus(stored, shown, cfg.max_passages)  # errors name the file and line
     return state.start_corpus_swap(passages, shown, str(stored), kind, owner)
 
 
@@ -63,7 +63,8 @@ def build(shared: Shared) -> tuple:
     state = shared.state
     info = gr.Markdown(live_markdown(state), elem_id="corpus-info")
     gr.Markdown("Upload a corpus: DPR's passage TSV (`id<TAB>text<TAB>title` with a header row) or JSONL "
-                f"(`{{\"id\", \"title\", \"text\"}}` a line), up to {state.config.max_upload_mb:g} MB. "
+                f"(`{{\"id\", \"title\", \"text\"}}` a line), up to {state.config.max_upload_mb:g} MB and "
+                f"{state.config.max_passages:,} passages. "
                 "Its BM25 and dense indexes are built (cached by content, so a second upload of the same corpus is "
                 "instant) and it replaces the live corpus for every tab; the query encoder and generator stay.")
     with gr.Row():

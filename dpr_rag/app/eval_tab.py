@@ -72,7 +72,7 @@ def run_eval(state: AppState, qa_choice: str, qa_file, model_id: str, retrievers
         return f"{html.escape(note)} Run the evaluation again when it is ready.", None, None, None, follow
     if qa_choice == QA_UPLOAD:
         stored, shown = store_upload(qa_file, cfg.uploads_dir, QA_TYPES, cfg.max_upload_bytes, "question file")
-        load_uploaded_qa(stored, shown)
+        load_uploaded_qa(stored, shown, cfg.max_questions)
         qa = str(stored)
     elif qa_choice == QA_DEFAULT:
         qa = cfg.qa

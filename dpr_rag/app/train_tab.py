@@ -51,7 +51,7 @@ def start_training(state: AppState, data: str, qa_file, epochs, batch_size, hard
     state.train_jobs.ensure_free(owner)  # fail before copying an upload when the slot is taken
     if data == DATA_UPLOAD:
         stored, shown = store_upload(qa_file, cfg.uploads_dir, QA_TYPES, cfg.max_upload_bytes, "question file")
-        load_uploaded_qa(stored, shown)  # validate now: errors name the line
+        load_uploaded_qa(stored, shown, cfg.max_questions)  # validate now: errors name the line
         qa, data_name = str(stored), shown
     elif data == DATA_DEFAULT:
         qa, data_name = cfg.qa, ("the default questions" if cfg.qa is None else safe_name(cfg.qa))

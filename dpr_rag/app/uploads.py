@@ -71,17 +71,23 @@ def _shown_error(e: DataFormatError, stored: Path, shown: str) -> DataFormatErro
     return DataFormatError(str(e).replace(str(stored), shown))
 
 
-def load_uploaded_corpus(stored: Path, shown: str) -> list[Passage]:
+def _at_most(records: list, limit: int | None, shown: str, what: str) -> list:
+    if limit is not None and len(records) > limit:
+        raise DataFormatError(f"{shown} has {len(records):,} {what}; this app accepts at most {limit:,}")
+    return records
+
+
+def load_uploaded_corpus(stored: Path, shown: str, max_passages: int | None = None) -> list[Passage]:
     try:
-        return load_corpus(stored)
+        return _at_most(load_corpus(stored), max_passages, shown, "passages")
     except DataFormatError as e:
         shutil.rmtree(stored.parent, ignore_errors=True)
         raise _shown_error(e, stored, shown) from e
 
 
-def load_uploaded_qa(stored: Path, shown: str) -> list[QAExample]:
+def load_uploaded_qa(stored: Path, shown: str, max_questions: int | None = None) -> list[QAExample]:
     try:
-        return load_qa(stored)
+        return _at_most(load_qa(stored), max_questions, shown, "questions")
     except DataFormatError as e:
         shutil.rmtree(stored.parent, ignore_errors=True)
         raise _shown_error(e, stored, shown) from e

@@ -1,0 +1,70 @@
+"""Bounded load on the running app: 20 concurrent sessions search back to back while the live corpus is hot-swapped.
+No request may fail, and every response must come wholly from the old corpus or wholly from the new one.
+
+The duration is DPR_RAG_LOAD_SECONDS (default 12 s, so CI stays well under a minute); the latency percentiles are
+printed (`pytest -s`) — BENCHMARKS.md has the 60-second run against the real defaults (bench/app_load.py)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+
+import pytest
+from browser import assets
+from browser.app_server import AppServer, index_ready, make_assets, wait_status
+from gradio_client import Client, handle_file
+
+from bench.app_load import run_load
+
+SECONDS = float(os.environ.get("DPR_RAG_LOAD_SECONDS", "12"))
+CLIENTS = 20
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, tiny_model_dir):
+    folder = tmp_path_factory.mktemp("app-load")
+    server = AppServer(make_assets(folder, tiny_model_dir), folder / "app.log")
+    try:
+        server.wait_serving()
+        server.folder = folder
+        yield server
+    finally:
+        server.stop()
+
+
+def corpus_ids(outputs: tuple) -> set[str]:
+    """Which corpus each hit of the three result columns came from: 'p' (old, JSONL) or 't' (new, TSV)."""
+    columns = outputs[:3]
+    assert all(c.count("class='dpr-hit") == 5 for c in columns), columns  # every column answered with 5 hits
+    return {m for c in columns for m in re.findall(r"\[([pt])\d+\]", c)}
+
+
+def test_twenty_clients_search_during_a_hot_swap_without_errors(server, tmp_path):
+    admin = Client(server.url, verbose=False)
+    wait_status(admin, index_ready())
+    new_corpus = assets.write_corpus_tsv(tmp_path / "new.tsv")
+    swap: dict[str, float] = {}
+
+    def hot_swap() -> None:
+        time.sleep(SECONDS / 3)
+        swap["started"] = time.perf_counter()
+        admin.predict(handle_file(str(new_corpus)), "flat (exact)", api_name="/corpus_build")
+        wait_status(admin, lambda s: s["index_job"]["state"] != "running" and s["live"]["corpus"] == "new.tsv")
+        swap["done"] = time.perf_counter()
+
+    swapper = threading.Thread(target=hot_swap)
+    swapper.start()
+    questions = [q for _, _, q, _ in assets.FACTS]
+    result = run_load(server.url, questions, clients=CLIENTS, seconds=SECONDS, keep_responses=True)
+    swapper.join()
+    summary = result.summary()
+    print("\nload:", json.dumps({"clients": CLIENTS, **summary}))
+
+    assert result.errors == [] and summary["requests"] >= CLIENTS * 3
+    seen = [(t, corpus_ids(out)) for t, out in result.responses]
+    assert all(ids in ({"p"}, {"t"}) for _, ids in seen)  # never a mix of the two corpora in one response
+    assert all(ids == {"p"} for t, ids in seen if t < swap["started"])
+    assert all(ids == {"t"} for t, ids in seen if t > swap["done"] + 1.0)  # +1 s: a request finishing as the swap lands
+    assert {"p"} in [ids for _, ids in seen] and {"t"} in [ids for _, ids in seen]
