@@ -4,7 +4,7 @@
 - "fp16": exhaustive search over vectors stored as float16 (`IndexScalarQuantizer` QT_fp16; 2·d bytes a vector,
   scores within ~1e-3 of flat: half the memory for the same ranking);
 - "hnsw": `IndexHNSWFlat` graph (fast approximate search, ~4·d + 8·M bytes a vector, no training);
-- "ivfpq": `IndexIVFPQ` (inverted lists + product quantisation, ~m bytes a vector: the choice when a flat
+- "ivfpq": `IndexIVFPQ` (inverted lists + product quantisation, ~d/4 + 16 bytes a vector: the choice when a flat
   index no longer fits in memory; needs training on a sample, done on the first `add`).
 
 Saved with FAISS's own binary format (`faiss.write_index`, never pickle) next to `index.json`.
@@ -60,7 +60,9 @@ class DenseIndex:
     def _make_ivfpq(self, sample: np.ndarray, n_total: int | None = None) -> None:
         n = n_total or len(sample)
         nlist = self.params["nlist"] or default_nlist(n)
-        pq_m = self.params["pq_m"] or next(m for m in (self.dim // 8, self.dim // 4, self.dim // 2, self.dim) if self.dim % m == 0)
+        # d/4 one-byte codes (96 B for 384-d): recall@20 0.82 on MiniLM vectors of the default corpus, where d/8
+        # gives 0.65 and d/2 0.91 (BENCHMARKS.md); pass pq_m to trade memory for recall.
+        pq_m = self.params["pq_m"] or next(m for m in (self.dim // 4, self.dim // 2, self.dim) if m and self.dim % m == 0)
         if self.dim % pq_m:
             raise ConfigError(f"pq_m={pq_m} must divide the embedding size {self.dim}")
         if len(sample) < max(nlist * 39, 256):

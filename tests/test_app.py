@@ -54,6 +54,17 @@ def test_config_defaults_and_bad_values(monkeypatch):
     monkeypatch.setenv("DPR_RAG_APP_INDEX_TYPE", "annoy")
     with pytest.raises(ConfigError, match="flat"):
         AppConfig.from_env()
+    monkeypatch.delenv("DPR_RAG_APP_INDEX_TYPE")
+    assert (cfg.precision, cfg.max_passages, cfg.max_questions) == ("fp32", 50_000, 20_000)
+    for name, value, message in [("DPR_RAG_APP_PRECISION", "int4", "choose one of fp32, bf16"),
+                                 ("DPR_RAG_APP_MAX_PASSAGES", "lots", "must be numbers"),
+                                 ("DPR_RAG_APP_MAX_QUESTIONS", "0", "must be positive")]:
+        monkeypatch.setenv(name, value)
+        with pytest.raises(ConfigError, match=message):
+            AppConfig.from_env()
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("DPR_RAG_APP_PRECISION", "bf16")
+    assert AppConfig.from_env().precision == "bf16"
 
 
 def test_examples_are_real_questions_of_the_default_set():

@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 from browser import assets
-from browser.app_server import AppServer, index_ready, make_assets, wait_status
+from browser.app_server import index_ready, serving, wait_status
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
@@ -18,17 +18,9 @@ DENSE = "DPR (dense)"
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, tiny_model_dir):
-    folder = tmp_path_factory.mktemp("app-api")
-    env = make_assets(folder, tiny_model_dir)
-    env["DPR_RAG_APP_MAX_UPLOAD_MB"] = "2"
-    env["DPR_RAG_APP_MAX_PASSAGES"] = "10000"
-    server = AppServer(env, folder / "app.log")
-    try:
-        server.wait_serving()
-        server.folder = folder
+    limits = {"DPR_RAG_APP_MAX_UPLOAD_MB": "2", "DPR_RAG_APP_MAX_PASSAGES": "10000"}
+    with serving(tmp_path_factory.mktemp("app-api"), tiny_model_dir, **limits) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from browser import assets, pages
-from browser.app_server import AppServer, make_assets
+from browser.app_server import serving
 from playwright.sync_api import expect, sync_playwright
 
 pytestmark = pytest.mark.skipif(not Path(pages.CHROMIUM).exists(),
@@ -17,13 +17,8 @@ pytestmark = pytest.mark.skipif(not Path(pages.CHROMIUM).exists(),
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, tiny_model_dir):
-    folder = tmp_path_factory.mktemp("app-browser")
-    server = AppServer(make_assets(folder, tiny_model_dir), folder / "app.log")
-    try:
-        server.wait_serving()
+    with serving(tmp_path_factory.mktemp("app-browser"), tiny_model_dir) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import time
 
 import pytest
 from browser import assets
-from browser.app_server import AppServer, index_ready, make_assets, wait_status
+from browser.app_server import index_ready, serving, wait_status
 from gradio_client import Client, handle_file
 
 from bench.app_load import run_load
@@ -24,14 +24,8 @@ CLIENTS = 20
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_model_dir):
-    folder = tmp_path_factory.mktemp("app-load")
-    server = AppServer(make_assets(folder, tiny_model_dir), folder / "app.log")
-    try:
-        server.wait_serving()
-        server.folder = folder
+    with serving(tmp_path_factory.mktemp("app-load"), tiny_model_dir) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def corpus_ids(outputs: tuple) -> set[str]:

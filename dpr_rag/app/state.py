@@ -143,7 +143,7 @@ class AppState:
                         live: LiveCorpus | None = None) -> Searcher:
         """A searcher over `passages` with BM25, dense and hybrid built (dense from the cache, or encoded now with
         progress). If `live` is given, BM25 becomes usable there as soon as it is built."""
-        searcher = Searcher(passages, model=model.path, index_kind=kind, show_progress=False)
+        searcher = Searcher(passages, model=model.path, index_kind=kind, show_progress=False, precision=self.config.precision)
         job.progress("building the BM25 index")
         searcher.retriever("bm25")
         if live is not None and not live.searchers:
@@ -154,7 +154,8 @@ class AppState:
         what = f"encoding {len(passages):,} passages"
         job.progress(what, 0, len(passages))
         # Builds and caches the index (or loads it from the cache); the searcher then loads it from there.
-        dense_index(passages, encoder, kind, show_progress=False, progress=self.index_progress(job, what))
+        dense_index(passages, encoder, kind, show_progress=False, progress=self.index_progress(job, what),
+                    precision=self.config.precision)
         job.progress("loading the dense index")
         searcher.retriever("dense")
         searcher.retriever("hybrid")

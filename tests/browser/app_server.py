@@ -2,12 +2,14 @@
 wait until it serves and its starting index is ready."""
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from . import assets
@@ -76,6 +78,18 @@ class AppServer:
                 self.proc.kill()
                 self.proc.wait(5)
         self._log.close()
+
+
+@contextlib.contextmanager
+def serving(folder: Path, tiny_model_dir: Path, **env_overrides: str) -> Iterator[AppServer]:
+    """`python app.py` on the test assets in `folder` (env overrides on top), serving until the block ends."""
+    server = AppServer({**make_assets(folder, tiny_model_dir), **env_overrides}, folder / "app.log")
+    try:
+        server.wait_serving()
+        server.folder = folder
+        yield server
+    finally:
+        server.stop()
 
 
 def wait_status(client, predicate, timeout: float = 90, interval: float = 0.3) -> dict:
