@@ -20,6 +20,10 @@ from pathlib import Path
 from .errors import DprRagError
 
 RENAME_EXCHANGE = 2  # linux/fs.h
+# mkdtemp/mkstemp create 0700/0600 entries; what we publish gets the permissions of a normal file or folder
+# (other users or machines may read shards and indexes). Read once at import, when no other thread can race.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -91,6 +95,7 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     recover(final)
     _sweep(final)
     tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(final), dir=final.parent))
+    os.chmod(tmp, 0o777 & ~_UMASK)
     try:
         yield tmp
         if final.exists() and _exchange(tmp, final):
@@ -117,6 +122,7 @@ def atomic_file(final: str | os.PathLike, mode: str = "w") -> Iterator:
     check_writable(final.parent)
     _sweep(final)
     fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(final), dir=final.parent)
+    os.chmod(tmp, 0o666 & ~_UMASK)
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
             yield f

@@ -140,3 +140,15 @@ def test_recover_puts_back_a_copy_orphaned_between_two_renames(tmp_path, monkeyp
     with atomic_dir(final) as tmp:
         (tmp / "state").write_text("newer")
     assert (final / "state").read_text() == "newer" and [p.name for p in tmp_path.iterdir()] == ["last"]
+
+
+def test_published_files_and_folders_get_normal_permissions(tmp_path):
+    # Shards and indexes are read by other users and machines: not the 0600/0700 of a private temporary.
+    from dpr_rag.storage import _UMASK, atomic_file
+
+    with atomic_dir(tmp_path / "index") as tmp:
+        (tmp / "x").write_text("1")
+    with atomic_file(tmp_path / "meta.json") as f:
+        f.write("{}")
+    assert (tmp_path / "index").stat().st_mode & 0o777 == 0o777 & ~_UMASK
+    assert (tmp_path / "meta.json").stat().st_mode & 0o777 == 0o666 & ~_UMASK
