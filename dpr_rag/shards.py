@@ -99,7 +99,10 @@ def read_shards(shards_dir: str | os.PathLike, passages: list[Passage]) -> tuple
         name = shard_name(m["shard"], num_shards)
         if m["corpus_fingerprint"] != fp or (m["start"], m["stop"]) != shard_range(len(passages), m["shard"], num_shards):
             raise DataFormatError(f"{folder / name}.json: encoded from another corpus than the one given")
-        rows = np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+        try:  # allow_pickle=False: an object array (pickled Python objects) is refused, never loaded
+            rows = np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise DataFormatError(f"{folder / name}.npy: not a float16 embedding array ({e})") from e
         if rows.shape != (m["stop"] - m["start"], m["dim"]) or rows.dtype != np.float16:
             raise DataFormatError(f"{folder / name}.npy: shape {rows.shape} {rows.dtype} does not match its .json")
         arrays.append(rows)

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from pickle import UnpicklingError  # only the exception type: nothing here unpickles
 
 import torch
 from tqdm.auto import tqdm
@@ -24,7 +25,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from . import distributed as dist
 from .encoder import DualEncoder, autocast
-from .errors import ConfigError
+from .errors import ConfigError, DataFormatError
 from .gradcache import grad_cache_backward
 from .losses import dpr_nll_loss, duplicate_positive_mask
 from .passages import Passage
@@ -111,6 +112,15 @@ def _save_checkpoint(out: Path, encoder: DualEncoder, optimizer, scheduler, stat
         (tmp / CHECKPOINT_STATE).write_text(json.dumps(state, indent=2))
 
 
+def _load_tensors(path: Path) -> dict:
+    """A checkpoint's optimizer/scheduler/RNG state: tensors and plain containers only (weights_only=True), so a
+    tampered file cannot run code; anything else is reported as a bad checkpoint, not unpickled."""
+    try:
+        return torch.load(path, weights_only=True)
+    except (UnpicklingError, RuntimeError, OSError, EOFError, ValueError) as e:
+        raise DataFormatError(f"{path}: not a loadable checkpoint file ({str(e).splitlines()[0][:200]})") from e
+
+
 def _load_checkpoint(out: Path, cfg: TrainConfig) -> tuple[DualEncoder, dict]:
     recover(out / "last")
     state_file = out / "last" / CHECKPOINT_STATE
@@ -148,9 +158,9 @@ def train(cfg: TrainConfig, callback: Callable[[dict], None] | None = None, canc
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * total_steps), total_steps)
     step, best = 0, None
     if state is not None:
-        optimizer.load_state_dict(torch.load(out / "last" / "optimizer.pt", weights_only=True))
-        scheduler.load_state_dict(torch.load(out / "last" / "scheduler.pt", weights_only=True))
-        torch.set_rng_state(torch.load(out / "last" / "rng.pt", weights_only=True)["cpu"])
+        optimizer.load_state_dict(_load_tensors(out / "last" / "optimizer.pt"))
+        scheduler.load_state_dict(_load_tensors(out / "last" / "scheduler.pt"))
+        torch.set_rng_state(_load_tensors(out / "last" / "rng.pt")["cpu"])
         step, best = state["step"], state["best_dev_accuracy"]
 
     log_path, history = out / "train_log.jsonl", []
