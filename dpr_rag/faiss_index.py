@@ -23,6 +23,13 @@ from .errors import ConfigError, DataFormatError
 from .storage import atomic_dir
 
 KINDS = ("flat", "fp16", "hnsw", "ivfpq")
+BUILD_PARAMS = ("hnsw_m", "nlist", "pq_m")  # change what is stored: part of an index's cache key
+SEARCH_PARAMS = ("ef_search", "nprobe")  # change only how it is searched: settable on a built index
+
+
+def params_key(params: dict) -> str:
+    """The build parameters that differ from the defaults, as a cache-key suffix ("" for the defaults)."""
+    return "".join(f"-{k}{params[k]}" for k in BUILD_PARAMS if params.get(k) is not None)
 FORMAT_VERSION = 1
 
 
@@ -48,6 +55,20 @@ class DenseIndex:
             self.index.hnsw.efConstruction = 80
             self.index.hnsw.efSearch = ef_search
         # ivfpq is created on the first add, when the number of vectors fixes nlist.
+
+    def tune(self, ef_search: int | None = None, nprobe: int | None = None) -> None:
+        """Set search-time parameters: HNSW's efSearch and IVF-PQ's nprobe (more = higher recall, slower)."""
+        for name, value in (("ef_search", ef_search), ("nprobe", nprobe)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if ef_search is not None:
+            self.params["ef_search"] = ef_search
+            if self.kind == "hnsw":
+                self.index.hnsw.efSearch = ef_search
+        if nprobe is not None:
+            self.params["nprobe"] = nprobe
+            if self.kind == "ivfpq" and self.index is not None:
+                faiss.extract_index_ivf(self.index).nprobe = min(nprobe, self.params["nlist"])
 
     def __len__(self) -> int:
         return 0 if self.index is None else int(self.index.ntotal)

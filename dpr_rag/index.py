@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from .cli_common import add_corpus_args, run_cli
+from .cli_common import add_corpus_args, index_params, run_cli
 from .errors import ConfigError
 from .searcher import Searcher, bm25_index, dense_index, save_index_folder
 from .shards import encode_shard, merge_shards
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError("use --shard (encode one shard) or --merge (combine them), not both")
 
     searcher = Searcher.open(args.corpus, model=args.model, index_kind=args.index_type, use_cache=not args.no_cache,
-                             precision=args.precision)
+                             precision=args.precision, index_params=index_params(args))
     passages = searcher.passages
     print(f"corpus: {len(passages):,} passages")
     if args.shard is not None:
@@ -53,12 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     dense, fingerprint = None, None
     if args.merge:
         t0 = time.perf_counter()
-        dense, fingerprint = merge_shards(args.shards, passages, args.index_type)
+        dense, fingerprint = merge_shards(args.shards, passages, args.index_type, **index_params(args))
         print(f"dense index ({args.index_type}, {dense.dim}-d, {len(dense):,} vectors) merged from shards: {time.perf_counter() - t0:.1f} s")
     elif not args.bm25_only:
         t0 = time.perf_counter()
         dense = dense_index(passages, searcher.encoder, args.index_type, use_cache=searcher.use_cache, batch_size=args.batch_size,
-                            precision=args.precision)
+                            precision=args.precision, **index_params(args))
         fingerprint = searcher.encoder.passage_fingerprint()
         print(f"dense index ({args.index_type}, {searcher.encoder.dim}-d, {len(dense):,} vectors): {time.perf_counter() - t0:.1f} s")
     if args.out:

@@ -6,7 +6,7 @@ import json
 import textwrap
 import time
 
-from .cli_common import add_corpus_args, run_cli
+from .cli_common import add_corpus_args, index_params, run_cli
 from .errors import ConfigError
 from .hybrid import DEFAULT_WEIGHT
 from .searcher import RETRIEVERS, Searcher, check_retriever_names
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     if any(not q.strip() for q in args.questions):
         raise ConfigError("empty question")
     searcher = Searcher.open(args.corpus, model=args.model, index=args.index, index_kind=args.index_type,
-                             precision=args.precision, use_cache=not args.no_cache, hybrid_fusion=args.fusion, hybrid_weight=args.weight)
+                             precision=args.precision, index_params=index_params(args), use_cache=not args.no_cache, hybrid_fusion=args.fusion, hybrid_weight=args.weight)
     for name in names:
         retriever = searcher.retriever(name)  # built (or loaded from cache) before timing
         t0 = time.perf_counter()

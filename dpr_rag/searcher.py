@@ -17,11 +17,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from .bm25 import BM25Retriever
 from .dense import DenseRetriever, encode_corpus
 from .encoder import DualEncoder, check_precision
 from .errors import ConfigError, DataFormatError
-from .faiss_index import DenseIndex
+from .faiss_index import SEARCH_PARAMS, DenseIndex, params_key
 from .hybrid import DEFAULT_WEIGHT, HybridRetriever
 from .passages import Passage, corpus_fingerprint, load_corpus, load_jsonl, save_jsonl
 from .retriever import Retriever, SearchHit
@@ -60,16 +62,26 @@ def dense_index(passages: list[Passage], encoder: DualEncoder, kind: str = "flat
                 **index_params) -> DenseIndex:
     """The FAISS index of this corpus under this passage encoder: from the cache, or encoded now and cached."""
     corpus_fp = corpus_fingerprint(passages)
-    suffix = "" if check_precision(precision) == "fp32" else f"-{precision}"
-    folder = cache_dir() / "dense" / f"{corpus_fp}-{encoder.passage_fingerprint()}-{kind}{suffix}"
+    precision_key = "" if check_precision(precision) == "fp32" else f"-{precision}"
+    prefix = cache_dir() / "dense" / f"{corpus_fp}-{encoder.passage_fingerprint()}"
+    folder = prefix.with_name(f"{prefix.name}-{kind}{params_key(index_params)}{precision_key}")
+    search = {k: index_params.pop(k) for k in SEARCH_PARAMS if k in index_params}
     if use_cache and (folder / "index.faiss").exists():
         index = DenseIndex.load(folder)
         if len(index) == len(passages):
+            index.tune(**search)
             return index
-    index = encode_corpus(encoder, passages, kind, batch_size=batch_size, show_progress=show_progress, progress=progress,
-                          precision=precision, **index_params)
+    flat = prefix.with_name(f"{prefix.name}-flat{precision_key}")
+    if use_cache and kind != "flat" and (flat / "index.faiss").exists() and len(exact := DenseIndex.load(flat)) == len(passages):
+        # The exact index of the same corpus and encoder holds the very vectors: build from them, no re-encoding.
+        index = DenseIndex(encoder.dim, kind, **index_params)
+        index.add(exact.reconstruct(np.arange(len(exact))))
+    else:
+        index = encode_corpus(encoder, passages, kind, batch_size=batch_size, show_progress=show_progress, progress=progress,
+                              precision=precision, **index_params)
     if use_cache:
-        index.save(folder)
+        index.save(folder)  # with default search parameters: they are not part of the key
+    index.tune(**search)
     return index
 
 
@@ -96,6 +108,7 @@ class Searcher:
     model: str | None = None  # encoder id/folder; None = the embedded default
     index_kind: str = "flat"
     precision: str = "fp32"  # of the passage encoding pass (see encoder.PRECISIONS)
+    index_params: dict = field(default_factory=dict)  # DenseIndex parameters: hnsw_m, nlist, pq_m, ef_search, nprobe
     hybrid_fusion: str = "linear"
     hybrid_weight: float = DEFAULT_WEIGHT
     use_cache: bool = True
@@ -140,9 +153,10 @@ class Searcher:
                     raise ConfigError(f"{self.index_folder}: its dense index was built with another passage encoder than "
                                       f"{self.model or 'the default encoder'}; rebuild it with python -m dpr_rag.index --model ...")
                 index = DenseIndex.load(self.index_folder / "dense")
+                index.tune(**{k: v for k, v in self.index_params.items() if k in SEARCH_PARAMS})
             else:
                 index = dense_index(self.passages, self.encoder, self.index_kind, use_cache=self.use_cache,
-                                    show_progress=self.show_progress, precision=self.precision)
+                                    show_progress=self.show_progress, precision=self.precision, **self.index_params)
             return DenseRetriever(self.encoder, index, self.passages)
         return HybridRetriever(self.retriever("bm25"), self.retriever("dense"), fusion=self.hybrid_fusion, weight=self.hybrid_weight)
 

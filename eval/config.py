@@ -32,6 +32,7 @@ class EvalConfig:
     out: str | None = None  # None = eval/reports/<timestamp>/
     index_type: str = "flat"
     precision: str = "fp32"
+    index_params: dict = field(default_factory=dict)  # FAISS parameters (hnsw_m, ef_search, nlist, pq_m, nprobe)
     use_cache: bool = True
     fusion: str = "linear"
     weight: float = DEFAULT_WEIGHT
@@ -80,6 +81,8 @@ class EvalConfig:
             args += ["--index-type", self.index_type]
         if self.precision != "fp32":
             args += ["--precision", self.precision]
+        for name, value in sorted(self.index_params.items()):
+            args += [f"--{name.replace('_', '-')}", str(value)]
         if self.fusion != "linear" or self.weight != DEFAULT_WEIGHT:
             args += ["--fusion", self.fusion, "--weight", str(self.weight)]
         if self.bootstrap_samples != DEFAULT_SAMPLES or self.seed != 0:

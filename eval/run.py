@@ -26,7 +26,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from dpr_rag.answers import MATCH_MODES, CorpusAnswerIndex
-from dpr_rag.cli_common import add_corpus_args, run_cli
+from dpr_rag.cli_common import add_corpus_args, index_params, run_cli
 from dpr_rag.errors import ConfigError, DprRagError
 from dpr_rag.hybrid import DEFAULT_WEIGHT, FUSIONS
 from dpr_rag.passages import corpus_fingerprint
@@ -131,7 +131,7 @@ def run_evaluation(config: EvalConfig | None = None, progress: Progress | None =
     answers = [ex.answers for ex in examples]
     n = len(examples)
     searcher = Searcher.open(config.corpus, model=config.model, index_kind=config.index_type, use_cache=config.use_cache,
-                             precision=config.precision,
+                             precision=config.precision, index_params=dict(config.index_params),
                              hybrid_fusion=config.fusion, hybrid_weight=config.weight, show_progress=config.show_progress)
     passages = searcher.passages
     # A trained --model is shown next to the untrained default encoder it is compared against.
@@ -139,6 +139,7 @@ def run_evaluation(config: EvalConfig | None = None, progress: Progress | None =
     baseline = None
     if config.model and config.baseline and "dense" in names:
         baseline = Searcher(passages, model=None, index_kind=config.index_type, use_cache=config.use_cache, precision=config.precision,
+                            index_params=dict(config.index_params),
                             show_progress=config.show_progress)
         names.insert(names.index("dense"), UNTRAINED)  # before "dense", so comparisons read "dense − dense_untrained"
 
@@ -221,7 +222,7 @@ def run_evaluation(config: EvalConfig | None = None, progress: Progress | None =
         "n_passages": len(passages), "corpus_fingerprint": corpus_fingerprint(passages),
         "model": config.model, "model_source": config.model or "embedded all-MiniLM-L6-v2 (not trained on this task)",
         "retrievers": names, "k": config.k, "match": config.match,
-        "index_type": config.index_type, "precision": config.precision, "fusion": config.fusion, "weight": config.weight, "use_cache": config.use_cache,
+        "index_type": config.index_type, "precision": config.precision, "index_params": config.index_params, "fusion": config.fusion, "weight": config.weight, "use_cache": config.use_cache,
         "generate": config.generate, "generator": config.generator,
         "generator_source": config.generator or "embedded default generator", "rag_k": config.rag_k,
         "bootstrap_samples": config.bootstrap_samples, "confidence": config.confidence, "seed": config.seed,
@@ -300,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config = EvalConfig(qa=args.qa, corpus=args.corpus, model=args.model, retrievers=args.retrievers, k=args.k,
                         generate=args.generate, generator=args.generator, rag_k=args.rag_k, limit=args.limit, match=args.match,
-                        out=args.out, index_type=args.index_type, precision=args.precision, use_cache=not args.no_cache, fusion=args.fusion,
+                        out=args.out, index_type=args.index_type, precision=args.precision, index_params=index_params(args), use_cache=not args.no_cache, fusion=args.fusion,
                         weight=args.weight, bootstrap_samples=args.bootstrap, seed=args.seed, show_progress=not args.quiet,
                         baseline=not args.no_baseline,
                         command=shlex.join(["python", "-m", "eval.run", *argv]))

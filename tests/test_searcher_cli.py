@@ -43,6 +43,18 @@ def test_dense_index_is_cached_and_keyed_by_corpus(corpus_file, tiny_model_dir, 
     assert len(list((cache_dir() / "dense").iterdir())) == 2
 
 
+def test_other_index_kinds_reuse_the_cached_vectors_instead_of_re_encoding(corpus_file, tiny_model_dir, toy_passages, monkeypatch):
+    calls = count_encodes(monkeypatch)
+    flat = Searcher.open(corpus_file, model=str(tiny_model_dir), show_progress=False).search(["eiffel tower"], 3)
+    for kind in ("hnsw", "fp16"):
+        other = Searcher.open(corpus_file, model=str(tiny_model_dir), index_kind=kind, show_progress=False)
+        hits = other.search(["eiffel tower"], 3)[0]
+        # 8 vectors: HNSW is exact here; fp16 rounds the scores of a random tiny model's near-ties (~1e-3)
+        assert [h.score for h in hits] == pytest.approx([h.score for h in flat[0]], rel=2e-3)
+    assert calls == [len(toy_passages)]  # encoded once, for the flat index
+    assert len(list((cache_dir() / "dense").iterdir())) == 3
+
+
 def test_bm25_only_never_loads_an_encoder(corpus_file, monkeypatch):
     monkeypatch.setattr(DualEncoder, "from_pretrained", lambda *a, **k: pytest.fail("encoder loaded"))
     hits = Searcher.open(corpus_file).search(["Guido van Rossum"], 1, retriever="bm25")[0]

@@ -112,3 +112,21 @@ def test_ivfpq_index_trains_on_a_sample_across_shards(tiny_model_dir, tmp_path):
     q = encoder.encode_queries(["alpha river"])
     top_exact = set(exact.search(q, 20)[1][0])
     assert len(top_exact & set(index.search(q, 20)[1][0])) >= 5  # an approximation of the same ranking
+
+
+def test_index_cli_passes_faiss_parameters_and_caches_by_them(tiny_model_dir, tmp_path):
+    rng = np.random.default_rng(1)
+    words = ["alpha", "beta", "gamma", "delta", "omega", "sigma", "river", "tower", "planet", "music"]
+    corpus = tmp_path / "c.jsonl"
+    save_jsonl([Passage(str(i), f"T{i}", " ".join(rng.choice(words, 12))) for i in range(420)], corpus)
+    common = ["--corpus", str(corpus), "--model", str(tiny_model_dir), "--index-type", "ivfpq"]
+    build(common + ["--pq-m", "8", "--nprobe", "4", "--out", str(tmp_path / "a")])
+    params = json.loads((tmp_path / "a" / "dense" / "index.json").read_text())["params"]
+    assert (params["pq_m"], params["nprobe"]) == (8, 4)
+    build(common)  # default parameters: a cache entry of their own
+    from dpr_rag.searcher import cache_dir
+    names = sorted(p.name for p in (cache_dir() / "dense").iterdir())
+    assert len(names) == 2 and names[1].endswith("-ivfpq-pq_m8")
+    assert json.loads((cache_dir() / "dense" / names[1] / "index.json").read_text())["params"]["nprobe"] == 16  # not 4
+    searcher = Searcher.open(index=tmp_path / "a", model=str(tiny_model_dir), index_params={"nprobe": 2})
+    assert searcher.retriever("dense").index.params["nprobe"] == 2  # search-time parameters apply to a saved index
