@@ -111,7 +111,9 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(e, OSError):
-            raise DprRagError(f"could not write {final}: {e}") from e
+            raise DprRagError(f"could not write {final}: {e.strerror or e}") from e
+        if isinstance(e, DprRagError) and str(tmp) in str(e):  # a nested write failed: name the user's path
+            raise DprRagError(str(e).replace(str(tmp), str(final))) from e
         raise
 
 
@@ -133,5 +135,5 @@ def atomic_file(final: str | os.PathLike, mode: str = "w") -> Iterator:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         if isinstance(e, OSError):
-            raise DprRagError(f"could not write {final}: {e}") from e
+            raise DprRagError(f"could not write {final}: {e.strerror or e}") from e
         raise

@@ -118,6 +118,31 @@ def test_a_full_disk_is_reported_and_the_previous_index_kept(tmp_path, tiny_mode
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".index")) == []
 
 
+@pytest.fixture
+def tiny_filesystem(tmp_path):
+    """A real 256 KB tmpfs (needs root and mount rights: skipped where the machine does not give them)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (not root, or no mount rights)")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_really_full_disk_names_the_path_and_leaves_nothing_behind(tiny_filesystem, monkeypatch, capsys, toy_passages, tmp_path):
+    monkeypatch.setenv("DPR_RAG_CACHE", str(tiny_filesystem / "cache"))
+    big = tmp_path / "big.jsonl"
+    save_jsonl([Passage(str(i), f"T{i}", f"word{i} " * 60) for i in range(2000)], big)  # ~1 MB: does not fit
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(index_cli.main, ["--corpus", str(big), "--bm25-only"])
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert exit_info.value.code == 2 and err.startswith(f"error: could not write {tiny_filesystem}/cache/bm25/")
+    assert err.endswith("No space left on device") and ".tmp-" not in err  # the user's path, not a temporary
+    assert [p for p in (tiny_filesystem / "cache" / "bm25").iterdir()] == []  # the partial index was removed
+
+
 def test_an_unwritable_cache_folder_is_a_clear_error(tmp_path, tiny_model_dir, monkeypatch, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
