@@ -13,9 +13,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
-import warnings
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 

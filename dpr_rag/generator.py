@@ -1,11 +1,6 @@
 """The RAG generator p(y | x, z): a Hugging Face causal LM (Gemma, GPT-2...) or seq2seq model (BART, T5...).
 
-The input is a plain text template (`prompt`), made for a base LM rather than a chat model:
-
-    {title}: {text}\n\nQuestion: {question}\nAnswer:        (with a retrieved passage z)
-    Question: {question}\nAnswer:                          (closed book)
-
-A causal LM's target is `" " + answer` followed by the eos token, so the model also learns to stop; a
+Its input is the text template of `prompting.py`. A causal LM's target is `" " + answer` followed by the eos token, so the model also learns to stop; a
 seq2seq model's target is the answer as its tokenizer encodes labels (with its eos).
 
 The default generator is Gemma 3 270M (base): see `default_generator.py`.
@@ -20,23 +15,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, StoppingCriteria,
-                          StoppingCriteriaList)
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, StoppingCriteriaList
 from transformers.modeling_outputs import BaseModelOutput
 
-from .errors import ConfigError, DprRagError
-from .passages import Passage
 from .default_generator import default_generator_path
+from .errors import ConfigError, DprRagError
+from .prompting import StopAtNewline, first_line
 from .storage import atomic_dir
 
 _INSANE_LENGTH = 10**7  # tokenizers without a limit report model_max_length as ~1e30
-
-
-def prompt(question: str, passage: Passage | None = None) -> str:
-    """The generator's input for `question`, reading `passage` (None: closed book). A plain template for base LMs."""
-    if passage is None:
-        return f"Question: {question}\nAnswer:"
-    return f"{passage.title}: {passage.text}\n\nQuestion: {question}\nAnswer:"
 
 
 def _pad(rows: Sequence[Sequence[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,19 +62,6 @@ def _cache_rows(cache, rows: torch.Tensor):
         new = copy.deepcopy(cache)
     new.batch_select_indices(rows)
     return new
-
-
-class StopAtNewline(StoppingCriteria):
-    """Stop a row as soon as its generated text (leading whitespace aside) holds a newline: the answer is its first
-    line, so nothing after that can change it. A newline before any text does not stop (the answer may start on
-    the next line). Works per row, so with beam search too; rows that generate the same tokens stop together."""
-
-    def __init__(self, tokenizer, start: int):
-        self.tokenizer, self.start = tokenizer, start  # start: the column where the generated tokens begin
-
-    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
-        texts = self.tokenizer.batch_decode(input_ids[:, self.start:].tolist(), skip_special_tokens=True)
-        return torch.tensor(["\n" in t.lstrip() for t in texts], dtype=torch.bool, device=input_ids.device)
 
 
 class Generator:
@@ -400,8 +374,3 @@ class Generator:
                     answers.append(text)
             results.append(answers or [""])
         return results
-
-
-def first_line(text: str) -> str:
-    """The answer in a generated text: its first non-blank line, stripped."""
-    return text.strip().split("\n")[0].strip()

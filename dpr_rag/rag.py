@@ -27,9 +27,10 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 from .dense import DenseRetriever
 from .errors import ConfigError
-from .generator import Generator, prompt
+from .generator import Generator
 from .losses import passage_posterior, rag_sequence_logprob, rag_token_logprob
 from .passages import Passage, load_corpus
+from .prompting import prompt
 from .retriever import MAX_QUERY_CHARS, SearchHit
 from .searcher import dense_index
 

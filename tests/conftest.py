@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from rag_helpers import SECRET_Q, SHARP, TEXTS, WORDS, build_bart, build_gpt2, secret
 from transformers import AutoTokenizer, BertConfig, BertModel
 
 from dpr_rag.encoder import default_encoder_path
+from dpr_rag.generator import Generator
 from dpr_rag.passages import Passage
+from dpr_rag.prompting import prompt
 
 
 def pytest_addoption(parser):
@@ -53,3 +56,45 @@ def toy_passages() -> list[Passage]:
         ("Jupiter", "Jupiter is the fifth planet from the Sun and the largest in the Solar System."),
     ]
     return [Passage(str(i), t, x) for i, (t, x) in enumerate(facts)]
+
+
+# ---- the RAG tests' tiny generators (tests/rag_helpers.py builds them) -----------------------------------------
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run many small ops: on a busy 2-core machine one thread is far faster than two (RAG modules use it)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def gpt2_dir(tmp_path_factory):
+    return build_gpt2(tmp_path_factory.mktemp("rag-gpt2"), TEXTS, init_range=SHARP)
+
+
+@pytest.fixture(scope="module")
+def bart_dir(tmp_path_factory):
+    return build_bart(tmp_path_factory.mktemp("rag-bart"), TEXTS, init_range=SHARP)
+
+
+@pytest.fixture(scope="module")
+def copier_dir(tmp_path_factory):
+    """A tiny GPT-2 trained (about a second) to answer SECRET_Q with the word its passage states."""
+    folder = build_gpt2(tmp_path_factory.mktemp("rag-copier"), TEXTS, seed=1)
+    gen = Generator.from_pretrained(folder)
+    inputs = [prompt(SECRET_Q, secret(w)) for w in WORDS]
+    optimizer = torch.optim.Adam(gen.model.parameters(), lr=3e-3)
+    gen.model.train()
+    for _ in range(800):
+        logp, _ = gen.target_logprobs(inputs, WORDS)
+        loss = -logp.sum(1).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if loss.item() < 0.02:
+            break
+    assert loss.item() < 0.05, "the copying generator did not learn"
+    gen.model.eval()
+    gen.save_pretrained(folder)
+    return folder

@@ -9,6 +9,13 @@ import torch
 from tokenizers import ByteLevelBPETokenizer, processors
 from transformers import BartConfig, BartForConditionalGeneration, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
+from dpr_rag.dense import DenseRetriever, encode_corpus
+from dpr_rag.encoder import DualEncoder
+from dpr_rag.generator import Generator
+from dpr_rag.passages import Passage
+from dpr_rag.prompting import prompt
+from dpr_rag.rag import RagPipeline
+
 CONTEXT = 128  # the tiny generators' max_position_embeddings
 
 
@@ -58,3 +65,38 @@ def brute_next(gen, input_ids: list[int], prefix: list[int], dtype: torch.dtype 
         else:
             logits = gen.model(input_ids=torch.tensor([input_ids + prefix])).logits
     return torch.log_softmax(logits[0, -1].to(dtype), -1)
+
+
+# ---- what the RAG test modules share: questions and pipelines (their generator fixtures are in conftest.py) ---
+QA = [  # one question per toy passage (tests/conftest.py), in the same order
+    ("Who painted the Mona Lisa?", "Leonardo da Vinci"),
+    ("When was the Eiffel Tower completed?", "1889"),
+    ("Who created Python?", "Guido van Rossum"),
+    ("What is Earth's highest mountain?", "Mount Everest"),
+    ("Which river has the largest discharge?", "the Amazon River"),
+    ("Where is the Great Wall?", "northern China"),
+    ("Who researched radioactivity?", "Marie Curie"),
+    ("What is the largest planet?", "Jupiter"),
+]
+# Hot-swapping: a generator trained to copy the secret word from its passage (the question never tells it).
+WORDS = ["apple", "river", "stone", "cloud", "tiger", "piano", "lemon", "forest"]
+SECRET_Q = "What is the secret word?"
+
+
+def secret(word: str, n: int = 0) -> Passage:
+    return Passage(f"{word}-{n}", "Note", f"The secret word is {word}.")
+
+
+SHARP = 0.3  # random generators' init std: peaked next-token distributions that depend on the passage
+TEXTS = [prompt(q) + " " + a for q, a in QA] + [prompt(SECRET_Q, secret(w)) + " " + w for w in WORDS]
+
+
+def retriever_over(model_dir, passages: list[Passage]) -> DenseRetriever:
+    # Mean pooling: the random BERT's [CLS] vectors are almost identical for every input (scores tie to 1e-3).
+    encoder = DualEncoder.from_pretrained(model_dir, pooling="mean")
+    return DenseRetriever(encoder, encode_corpus(encoder, passages, show_progress=False), passages)
+
+
+def pipeline(model_dir, passages, gen_dir, k: int = 3, max_new_tokens: int = 6) -> RagPipeline:
+    generator = Generator.from_pretrained(gen_dir)
+    return RagPipeline(retriever_over(model_dir, passages), generator, k=k, max_new_tokens=max_new_tokens)

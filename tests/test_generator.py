@@ -13,8 +13,9 @@ from transformers import (BartConfig, BartForConditionalGeneration, GPT2Config, 
 from rag_helpers import brute_next
 
 from dpr_rag.errors import ConfigError
-from dpr_rag.generator import Generator, prompt
+from dpr_rag.generator import Generator
 from dpr_rag.passages import Passage
+from dpr_rag.prompting import prompt
 
 USER_CACHE = os.environ.get("DPR_RAG_CACHE")  # read before conftest's per-test cache replaces it
 CONTEXT = 128  # both tiny models' max_position_embeddings

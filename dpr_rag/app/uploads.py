@@ -66,28 +66,22 @@ def store_upload(src: str | os.PathLike | None, uploads_dir: Path, allowed: tupl
     return dest, shown
 
 
-def _shown_error(e: DataFormatError, stored: Path, shown: str) -> DataFormatError:
-    """The loader's message with the stored path replaced by the name the user knows."""
-    return DataFormatError(str(e).replace(str(stored), shown))
-
-
-def _at_most(records: list, limit: int | None, shown: str, what: str) -> list:
-    if limit is not None and len(records) > limit:
-        raise DataFormatError(f"{shown} has {len(records):,} {what}; this app accepts at most {limit:,}")
-    return records
+def _load_upload(load, stored: Path, shown: str, limit: int | None, what: str) -> list:
+    """Parse a stored upload with the library's loader; a bad file (or too many records) is deleted and reported
+    under the name the user knows instead of the stored path."""
+    try:
+        records = load(stored)
+        if limit is not None and len(records) > limit:
+            raise DataFormatError(f"{shown} has {len(records):,} {what}; this app accepts at most {limit:,}")
+        return records
+    except DataFormatError as e:
+        shutil.rmtree(stored.parent, ignore_errors=True)
+        raise DataFormatError(str(e).replace(str(stored), shown)) from e
 
 
 def load_uploaded_corpus(stored: Path, shown: str, max_passages: int | None = None) -> list[Passage]:
-    try:
-        return _at_most(load_corpus(stored), max_passages, shown, "passages")
-    except DataFormatError as e:
-        shutil.rmtree(stored.parent, ignore_errors=True)
-        raise _shown_error(e, stored, shown) from e
+    return _load_upload(load_corpus, stored, shown, max_passages, "passages")
 
 
 def load_uploaded_qa(stored: Path, shown: str, max_questions: int | None = None) -> list[QAExample]:
-    try:
-        return _at_most(load_qa(stored), max_questions, shown, "questions")
-    except DataFormatError as e:
-        shutil.rmtree(stored.parent, ignore_errors=True)
-        raise _shown_error(e, stored, shown) from e
+    return _load_upload(load_qa, stored, shown, max_questions, "questions")
