@@ -10,6 +10,7 @@ rendering. Errors are counted, never retried. Writes bench/results/app_load.json
 
 `run_load` is also what tests/test_app_load.py runs (20 clients, a few seconds, with a corpus hot-swap midway).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,7 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-DEFAULT_QA = "/work/shared/data/nq-open-efficientqa-dev.jsonl"
+from bench.common import SHARED_NQ  # noqa: E402
+
+DEFAULT_QA = SHARED_NQ
 
 
 @dataclass
@@ -37,14 +40,19 @@ class LoadResult:
 
     def summary(self) -> dict:
         ms = np.asarray(self.latencies_s) * 1000 if self.latencies_s else np.zeros(1)
-        return {"requests": len(self.latencies_s), "errors": len(self.errors), "seconds": round(self.seconds, 1),
-                "requests_per_s": round(len(self.latencies_s) / max(self.seconds, 1e-9), 2),
-                **{f"p{p}_ms": round(float(np.percentile(ms, p)), 1) for p in (50, 90, 95, 99)},
-                "max_ms": round(float(ms.max()), 1)}
+        return {
+            "requests": len(self.latencies_s),
+            "errors": len(self.errors),
+            "seconds": round(self.seconds, 1),
+            "requests_per_s": round(len(self.latencies_s) / max(self.seconds, 1e-9), 2),
+            **{f"p{p}_ms": round(float(np.percentile(ms, p)), 1) for p in (50, 90, 95, 99)},
+            "max_ms": round(float(ms.max()), 1),
+        }
 
 
-def run_load(url: str, questions: list[str], clients: int = 20, seconds: float = 60.0, k: int = 5,
-             keep_responses: bool = False) -> LoadResult:
+def run_load(
+    url: str, questions: list[str], clients: int = 20, seconds: float = 60.0, k: int = 5, keep_responses: bool = False
+) -> LoadResult:
     """`clients` sessions search back to back for `seconds`; every latency and error is recorded."""
     from gradio_client import Client
 
@@ -88,7 +96,7 @@ def main() -> None:
     ap.add_argument("--url", default="http://127.0.0.1:7860/")
     ap.add_argument("--clients", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=60)
-    ap.add_argument("--qa", type=Path, default=Path(DEFAULT_QA))
+    ap.add_argument("--qa", type=Path, default=DEFAULT_QA)
     args = ap.parse_args()
     if args.qa.is_file():
         questions = [json.loads(line)["question"] for line in args.qa.open(encoding="utf-8") if line.strip()]
@@ -97,8 +105,13 @@ def main() -> None:
     from bench.common import machine, write_result
 
     result = run_load(args.url, questions, args.clients, args.seconds)
-    summary = {"url": args.url, "clients": args.clients, "machine": machine(), **result.summary(),
-               "first_errors": result.errors[:5]}
+    summary = {
+        "url": args.url,
+        "clients": args.clients,
+        "machine": machine(),
+        **result.summary(),
+        "first_errors": result.errors[:5],
+    }
     print(json.dumps(summary, indent=2))
     write_result("app_load", summary)
 

@@ -13,6 +13,7 @@ The synthetic corpus draws ~100-word passages from the default corpus's own unig
 vocabulary of real, stemmable English words); each query is 6 words drawn from one of its passages.
 Writes bench/results/bm25_speed[_synthetic].json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,11 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import bm25s  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench.common import machine, write_result  # noqa: E402
-from dpr_rag.bm25 import BM25Retriever, passage_text, tokenize  # noqa: E402
-from dpr_rag.passages import Passage, default_corpus  # noqa: E402
+from bench.common import SHARED_NQ, machine, write_result  # noqa: E402
+from dpr_rag.data.defaults import default_corpus  # noqa: E402
+from dpr_rag.data.passages import Passage  # noqa: E402
+from dpr_rag.retrieval.bm25 import BM25Retriever, passage_text, tokenize  # noqa: E402
 
-DEFAULT_QA = "/work/shared/data/nq-open-efficientqa-dev.jsonl"
+DEFAULT_QA = SHARED_NQ
 
 
 def real_queries(qa: Path, passages: list[Passage], n: int) -> tuple[list[str], str]:
@@ -51,7 +53,9 @@ def synthetic_corpus(n: int, n_queries: int, seed: int = 0) -> tuple[list[Passag
     lengths = rng.integers(80, 121, size=n)
     flat = words[rng.choice(len(words), size=int(lengths.sum()), p=prob)]
     ends = np.cumsum(lengths)
-    passages = [Passage(str(i), f"Synthetic {i}", " ".join(flat[e - m : e])) for i, (e, m) in enumerate(zip(ends, lengths))]
+    passages = [
+        Passage(str(i), f"Synthetic {i}", " ".join(flat[e - m : e])) for i, (e, m) in enumerate(zip(ends, lengths, strict=True))
+    ]
     queries = [" ".join(rng.choice(passages[i].text.split(), size=6)) for i in rng.choice(n, size=n_queries, replace=False)]
     return passages, queries
 
@@ -78,14 +82,14 @@ def run_raw_bm25s(passages, queries, k) -> tuple[dict, list[list[str]]]:
     t = time.perf_counter()
     docs, scores = index.retrieve(tokenize(queries), k=k, show_progress=False, n_threads=0)
     search = time.perf_counter() - t
-    hits = [[(passages[i].id, float(s)) for i, s in zip(row, srow)] for row, srow in zip(docs, scores)]
+    hits = [[(passages[i].id, float(s)) for i, s in zip(row, srow, strict=True)] for row, srow in zip(docs, scores, strict=True)]
     return {"build_s": build, "queries_per_s": len(queries) / search}, hits
 
 
 def agreement(a: list[list[tuple[str, float]]], b: list[list[tuple[str, float]]]) -> dict:
     """Identical id lists, and identical score lists (ids may then differ only where scores tie)."""
-    ids = [([i for i, _ in x], [i for i, _ in y]) for x, y in zip(a, b)]
-    same_scores = sum(np.allclose([s for _, s in x], [s for _, s in y], rtol=1e-4) for x, y in zip(a, b))
+    ids = [([i for i, _ in x], [i for i, _ in y]) for x, y in zip(a, b, strict=True)]
+    same_scores = sum(np.allclose([s for _, s in x], [s for _, s in y], rtol=1e-4) for x, y in zip(a, b, strict=True))
     return {"identical": sum(x == y for x, y in ids), "same_scores": int(same_scores), "of": len(a)}
 
 
@@ -95,14 +99,16 @@ def table(title: str, ours: dict, peer: dict, peer_name: str, agree: dict, k: in
         x, y = ours[key], peer[key]
         ratio = y / x if key == "build_s" else x / y  # > 1 means dpr_rag is faster
         lines.append(f"{key:<16}{x:>12.2f}{y:>12.2f}{ratio:>9.2f}x")
-    lines.append(f"top-{k} ids identical: {agree['identical']}/{agree['of']}; "
-                 f"top-{k} scores identical (ids differ only among ties): {agree['same_scores']}/{agree['of']}")
+    lines.append(
+        f"top-{k} ids identical: {agree['identical']}/{agree['of']}; "
+        f"top-{k} scores identical (ids differ only among ties): {agree['same_scores']}/{agree['of']}"
+    )
     return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--qa", type=Path, default=Path(DEFAULT_QA), help="NQ-open JSONL for queries on the default corpus")
+    ap.add_argument("--qa", type=Path, default=DEFAULT_QA, help="NQ-open JSONL for queries on the default corpus")
     ap.add_argument("--synthetic", type=int, default=0, help="use a synthetic corpus of N passages instead of the default one")
     ap.add_argument("--rank-bm25-subset", type=int, default=100_000, help="passages rank_bm25 indexes on a synthetic corpus")
     ap.add_argument("--queries", type=int, default=300, help="queries to time (default 300)")
@@ -123,14 +129,30 @@ def main() -> None:
     ours, ours_hits = run_dpr_rag(passages, queries, args.k)
     raw, raw_hits = run_raw_bm25s(passages, queries, args.k)
     result["vs_bm25s"] = {"dpr_rag": ours, "bm25s": raw, "agreement": agreement(ours_hits, raw_hits)}
-    print(table(f"dpr_rag vs raw bm25s on {len(passages):,} passages", ours, raw, "bm25s", result["vs_bm25s"]["agreement"], args.k))
+    print(
+        table(f"dpr_rag vs raw bm25s on {len(passages):,} passages", ours, raw, "bm25s", result["vs_bm25s"]["agreement"], args.k)
+    )
 
     subset = passages[: args.rank_bm25_subset] if args.synthetic else passages
     if len(subset) < len(passages):
         ours, ours_hits = run_dpr_rag(subset, queries, args.k)
     rank, rank_hits = run_dpr_rag(subset, queries, args.k, engine="rank_bm25")
-    result["vs_rank_bm25"] = {"passages": len(subset), "dpr_rag": ours, "rank_bm25": rank, "agreement": agreement(ours_hits, rank_hits)}
-    print(table(f"dpr_rag vs rank_bm25 on {len(subset):,} passages", ours, rank, "rank_bm25", result["vs_rank_bm25"]["agreement"], args.k))
+    result["vs_rank_bm25"] = {
+        "passages": len(subset),
+        "dpr_rag": ours,
+        "rank_bm25": rank,
+        "agreement": agreement(ours_hits, rank_hits),
+    }
+    print(
+        table(
+            f"dpr_rag vs rank_bm25 on {len(subset):,} passages",
+            ours,
+            rank,
+            "rank_bm25",
+            result["vs_rank_bm25"]["agreement"],
+            args.k,
+        )
+    )
     write_result("bm25_speed_synthetic" if args.synthetic else "bm25_speed", result)
 
 

@@ -1,4 +1,5 @@
 """What every benchmark records next to its figures: the machine, the date, and where the JSON goes."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,10 @@ def machine() -> str:
     import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{cpu}, {len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()} cores, {gpu}; "
-            f"Python {platform.python_version()}, torch {torch.__version__}; {time.strftime('%Y-%m-%d')}")
+    return (
+        f"{cpu}, {len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()} cores, {gpu}; "
+        f"Python {platform.python_version()}, torch {torch.__version__}; {time.strftime('%Y-%m-%d')}"
+    )
 
 
 def write_result(name: str, result: dict) -> Path:
@@ -29,3 +32,7 @@ def write_result(name: str, result: dict) -> Path:
     path.write_text(json.dumps(result, indent=2))
     print(f"\nwrote {path}")
     return path
+
+
+# The shared NQ-open questions, in the `shared/` folder that sits beside a checkout (not part of the project).
+SHARED_NQ = Path(__file__).resolve().parents[2] / "shared" / "data" / "nq-open-efficientqa-dev.jsonl"

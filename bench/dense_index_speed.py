@@ -11,6 +11,7 @@ several efSearch and IVF-PQ at several nprobe (one build each). `--real NQ.jsonl
 the default corpus's real MiniLM vectors (10,365) with NQ questions as queries.
 Writes bench/results/dense_index_speed.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,7 +25,7 @@ import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench.common import machine, write_result  # noqa: E402
-from dpr_rag.faiss_index import DenseIndex  # noqa: E402
+from dpr_rag.retrieval.faiss_index import DenseIndex  # noqa: E402
 
 
 def clustered(n: int, dim: int, centres: np.ndarray, rng: np.random.Generator, chunk: int = 100_000) -> np.ndarray:
@@ -46,7 +47,7 @@ def measure(index: DenseIndex, queries: np.ndarray, k: int, exact: np.ndarray | 
         index.search(q[None], k)
     single_ms = (time.perf_counter() - t) * 1000 / min(100, len(queries))
     exact = ids if exact is None else exact
-    recall = np.mean([len(set(a) & set(b)) / k for a, b in zip(ids, exact)])
+    recall = np.mean([len(set(a) & set(b)) / k for a, b in zip(ids, exact, strict=True)])
     return {"queries_per_s": len(queries) / batch, "single_query_ms": single_ms, "recall": float(recall), "ids": ids}
 
 
@@ -59,8 +60,9 @@ def compare(vectors: np.ndarray, queries: np.ndarray, k: int, kinds: list[str], 
         index.add(vectors)
         build = time.perf_counter() - t
         size = faiss.serialize_index(index.index).nbytes / len(vectors)
-        settings = {"hnsw": [("efSearch", e) for e in (32, 128, 512)],
-                    "ivfpq": [("nprobe", p) for p in (16, 64, 256)]}.get(kind, [(None, None)])
+        settings = {"hnsw": [("efSearch", e) for e in (32, 128, 512)], "ivfpq": [("nprobe", p) for p in (16, 64, 256)]}.get(
+            kind, [(None, None)]
+        )
         for name, value in settings:
             if kind == "hnsw":
                 index.index.hnsw.efSearch = value
@@ -69,29 +71,45 @@ def compare(vectors: np.ndarray, queries: np.ndarray, k: int, kinds: list[str], 
             m = measure(index, queries, k, exact)
             exact = m.pop("ids") if exact is None else exact
             m.pop("ids", None)
-            rows.append({"data": label, "kind": kind, "setting": f"{name}={value}" if name else "", "build_s": build,
-                         "bytes_per_vector": size, **m, "params": index.params})
-            print(f"{label} {kind} {rows[-1]['setting']}: built in {build:.1f} s, {m['queries_per_s']:.0f} q/s batched, "
-                  f"{m['single_query_ms']:.2f} ms single, recall@{k} {m['recall']:.3f}, {size:.0f} B/vector", flush=True)
+            rows.append(
+                {
+                    "data": label,
+                    "kind": kind,
+                    "setting": f"{name}={value}" if name else "",
+                    "build_s": build,
+                    "bytes_per_vector": size,
+                    **m,
+                    "params": index.params,
+                }
+            )
+            print(
+                f"{label} {kind} {rows[-1]['setting']}: built in {build:.1f} s, {m['queries_per_s']:.0f} q/s batched, "
+                f"{m['single_query_ms']:.2f} ms single, recall@{k} {m['recall']:.3f}, {size:.0f} B/vector",
+                flush=True,
+            )
         del index
     return rows
 
 
 def table(rows: list[dict], k: int, n_queries: int) -> None:
     flat = rows[0]
-    print(f"\n| index | setting | build | queries/s (batch of {n_queries}) | vs flat | ms/query (one at a time) | "
-          f"recall@{k} vs flat | bytes/vector |\n|---|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        f"\n| index | setting | build | queries/s (batch of {n_queries}) | vs flat | ms/query (one at a time) | "
+        f"recall@{k} vs flat | bytes/vector |\n|---|---|---:|---:|---:|---:|---:|---:|"
+    )
     for r in rows:
         r["speedup_vs_flat"] = r["queries_per_s"] / flat["queries_per_s"]
-        print(f"| {r['kind']} | {r['setting']} | {r['build_s']:.1f} s | {r['queries_per_s']:,.0f} | {r['speedup_vs_flat']:.1f}x | "
-              f"{r['single_query_ms']:.2f} | {r['recall']:.3f} | {r['bytes_per_vector']:.0f} |")
+        print(
+            f"| {r['kind']} | {r['setting']} | {r['build_s']:.1f} s | {r['queries_per_s']:,.0f} | {r['speedup_vs_flat']:.1f}x | "
+            f"{r['single_query_ms']:.2f} | {r['recall']:.3f} | {r['bytes_per_vector']:.0f} |"
+        )
 
 
 def real_vectors(qa: Path, n_queries: int) -> tuple[np.ndarray, np.ndarray]:
     """The default corpus's MiniLM embeddings (from the index cache, built if missing) and NQ question embeddings."""
     import json
 
-    from dpr_rag.searcher import Searcher
+    from dpr_rag.retrieval.searcher import Searcher
 
     dense = Searcher.open(None).retriever("dense")
     vectors = dense.index.reconstruct(np.arange(len(dense.index)))
@@ -106,8 +124,11 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--k", type=int, default=20)
     ap.add_argument("--kinds", default="flat,fp16,hnsw,ivfpq")
-    ap.add_argument("--real", type=Path, help="also compare on the default corpus's real MiniLM vectors, with the "
-                                             "questions of this NQ-open JSONL file as queries")
+    ap.add_argument(
+        "--real",
+        type=Path,
+        help="also compare on the default corpus's real MiniLM vectors, with the questions of this NQ-open JSONL file as queries",
+    )
     args = ap.parse_args()
     kinds = args.kinds.split(",")
 
@@ -116,8 +137,11 @@ def main() -> None:
     t = time.perf_counter()
     vectors = clustered(args.n, args.dim, centres, rng)
     queries = clustered(args.queries, args.dim, centres, rng)
-    print(f"{args.n:,} x {args.dim}-d vectors, {args.queries} queries, k={args.k} "
-          f"(generated in {time.perf_counter() - t:.0f} s); faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads\n{machine()}")
+    print(
+        f"{args.n:,} x {args.dim}-d vectors, {args.queries} queries, k={args.k} "
+        f"(generated in {time.perf_counter() - t:.0f} s); faiss {faiss.__version__}, "
+        f"{faiss.omp_get_max_threads()} threads\n{machine()}"
+    )
     rows = compare(vectors, queries, args.k, kinds, f"synthetic {args.n:,}")
     del vectors
     table(rows, args.k, args.queries)

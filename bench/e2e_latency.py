@@ -7,6 +7,7 @@ default generator (Gemma 3 270M). Search latency includes encoding the question;
 answer: retrieval of k=5 passages (dense, as RAG's p(z|x) needs E_Q(x)·E_P(z)), generation and marginalisation.
 Prints p50/p95/mean and the ratio of each to BM25 (search) or closed-book (RAG); writes bench/results/e2e_latency.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,12 +20,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from bench.common import machine, write_result  # noqa: E402
-from dpr_rag.generator import Generator  # noqa: E402
-from dpr_rag.rag import MODES, RagPipeline  # noqa: E402
-from dpr_rag.searcher import RETRIEVERS, Searcher  # noqa: E402
+from bench.common import SHARED_NQ, machine, write_result  # noqa: E402
+from dpr_rag.rag.generator import Generator  # noqa: E402
+from dpr_rag.rag.pipeline import MODES, RagPipeline  # noqa: E402
+from dpr_rag.retrieval.searcher import RETRIEVERS, Searcher  # noqa: E402
 
-DEFAULT_QA = "/work/shared/data/nq-open-efficientqa-dev.jsonl"
+DEFAULT_QA = SHARED_NQ
 
 
 def percentiles(seconds: list[float]) -> dict:
@@ -43,7 +44,7 @@ def timed_each(fn, items) -> list[float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--qa", type=Path, default=Path(DEFAULT_QA))
+    ap.add_argument("--qa", type=Path, default=DEFAULT_QA)
     ap.add_argument("--search-questions", type=int, default=100)
     ap.add_argument("--rag-questions", type=int, default=10)
     ap.add_argument("--k", type=int, default=20, help="hits per search (default 20)")
@@ -54,25 +55,39 @@ def main() -> None:
         questions = [json.loads(line)["question"] for line in args.qa.open(encoding="utf-8") if line.strip()]
     else:
         questions = [f"what is {p.title}" for p in searcher.passages[::97]]
-    print(f"{len(searcher.passages):,} passages; questions from {args.qa if args.qa.is_file() else 'passage titles'}\n{machine()}")
+    print(
+        f"{len(searcher.passages):,} passages; questions from {args.qa if args.qa.is_file() else 'passage titles'}\n{machine()}"
+    )
 
     result = {"machine": machine(), "search": {}, "rag": {}}
     for name in RETRIEVERS:
         retriever = searcher.retriever(name)  # built / loaded before timing
         retriever.search(questions[:3], args.k)  # warm-up
-        result["search"][name] = percentiles(timed_each(lambda q: retriever.search([q], args.k), questions[: args.search_questions]))
+        result["search"][name] = percentiles(
+            timed_each(lambda q, r=retriever: r.search([q], args.k), questions[: args.search_questions])
+        )
     pipeline = RagPipeline(searcher.retriever("dense"), Generator.from_pretrained(None), k=5)
     pipeline.answer(questions[0], "token")  # warm-up
     for mode in MODES:
-        result["rag"][mode] = percentiles(timed_each(lambda q: pipeline.answer(q, mode), questions[: args.rag_questions]))
+        result["rag"][mode] = percentiles(timed_each(lambda q, m=mode: pipeline.answer(q, m), questions[: args.rag_questions]))
 
-    print(f"\n| search (k={args.k}), one question at a time | p50 ms | p95 ms | mean ms | mean vs BM25 |\n|---|---:|---:|---:|---:|")
+    print(
+        f"\n| search (k={args.k}), one question at a time | p50 ms | p95 ms | mean ms | mean vs BM25 |\n|---|---:|---:|---:|---:|"
+    )
     for name, r in result["search"].items():
-        print(f"| {name} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['mean_ms']:.1f} | {r['mean_ms'] / result['search']['bm25']['mean_ms']:.1f}x |")
-    print("\n| RAG mode (dense, k=5), question to answer | p50 s | p95 s | mean s | mean vs closed-book |\n|---|---:|---:|---:|---:|")
+        print(
+            f"| {name} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['mean_ms']:.1f} | "
+            f"{r['mean_ms'] / result['search']['bm25']['mean_ms']:.1f}x |"
+        )
+    print(
+        "\n| RAG mode (dense, k=5), question to answer | p50 s | p95 s | mean s | mean vs closed-book |"
+        "\n|---|---:|---:|---:|---:|"
+    )
     for mode, r in result["rag"].items():
-        print(f"| {mode} | {r['p50_ms'] / 1000:.2f} | {r['p95_ms'] / 1000:.2f} | {r['mean_ms'] / 1000:.2f} | "
-              f"{r['mean_ms'] / result['rag']['closed-book']['mean_ms']:.1f}x |")
+        print(
+            f"| {mode} | {r['p50_ms'] / 1000:.2f} | {r['p95_ms'] / 1000:.2f} | {r['mean_ms'] / 1000:.2f} | "
+            f"{r['mean_ms'] / result['rag']['closed-book']['mean_ms']:.1f}x |"
+        )
     write_result("e2e_latency", result)
 
 

@@ -16,6 +16,7 @@ Reports passages/s, the ratio to st fp32, and the mean/min cosine of each conten
 embeddings of the same library.
 Writes bench/results/encode_speed.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench.common import machine, write_result  # noqa: E402
-from dpr_rag.encoder import DualEncoder, cpu_has_fast_bf16, default_encoder_path  # noqa: E402
-from dpr_rag.passages import default_corpus  # noqa: E402
+from dpr_rag.data.defaults import default_corpus  # noqa: E402
+from dpr_rag.retrieval.encoder import DualEncoder, cpu_has_fast_bf16, default_encoder_path  # noqa: E402
 
 
 def timed(fn) -> tuple[float, np.ndarray]:
@@ -64,7 +65,10 @@ def main() -> None:
     ours.settings.max_passage_length = 256
     device = "cuda" if torch.cuda.is_available() else "cpu"
     st.to(device)
-    print(f"{len(passages)} passages, batch {args.batch_size}, max length 256, {device}; fast bf16 CPU: {cpu_has_fast_bf16()}\n{machine()}")
+    print(
+        f"{len(passages)} passages, batch {args.batch_size}, max length 256, {device}; "
+        f"fast bf16 CPU: {cpu_has_fast_bf16()}\n{machine()}"
+    )
 
     # Warm-up (thread pools, allocator), not timed.
     st.encode(texts[:64], batch_size=args.batch_size)
@@ -73,21 +77,26 @@ def main() -> None:
     contenders = {
         "st fp32": lambda: st.encode(texts, batch_size=args.batch_size),
         # On a GPU dpr_rag always encodes under bf16 autocast (fp16 where bf16 is missing).
-        f"dpr_rag {'fp32' if device == 'cpu' else 'autocast'}":
-            lambda: ours.encode_passages(passages, batch_size=args.batch_size, show_progress=False),
+        f"dpr_rag {'fp32' if device == 'cpu' else 'autocast'}": lambda: ours.encode_passages(
+            passages, batch_size=args.batch_size, show_progress=False
+        ),
     }
     if device == "cpu":
-        contenders["dpr_rag bf16"] = lambda: ours.encode_passages(passages, batch_size=args.batch_size, show_progress=False,
-                                                                  precision="bf16")
+        contenders["dpr_rag bf16"] = lambda: ours.encode_passages(
+            passages, batch_size=args.batch_size, show_progress=False, precision="bf16"
+        )
     st_bf16 = copy.deepcopy(st).to(torch.bfloat16)
     contenders["st bf16"] = lambda: st_bf16.encode(texts, batch_size=args.batch_size)
     if not args.skip_int8 and device == "cpu":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.ao's deprecation notice
             int8 = copy.deepcopy(ours)
-            int8.passage_encoder.model = torch.ao.quantization.quantize_dynamic(int8.passage_encoder.model, {torch.nn.Linear},
-                                                                                dtype=torch.qint8)
-        contenders["dpr_rag int8 (dynamic)"] = lambda: int8.encode_passages(passages, batch_size=args.batch_size, show_progress=False)
+            int8.passage_encoder.model = torch.ao.quantization.quantize_dynamic(
+                int8.passage_encoder.model, {torch.nn.Linear}, dtype=torch.qint8
+            )
+        contenders["dpr_rag int8 (dynamic)"] = lambda: int8.encode_passages(
+            passages, batch_size=args.batch_size, show_progress=False
+        )
 
     # Quality: cosine of each contender's embeddings to the fp32 ones of its own family (dpr_rag's pair encoding
     # gives the text segment id 1, so its vectors differ slightly from sentence-transformers' single string).
@@ -99,17 +108,36 @@ def main() -> None:
         family = name.split()[0]
         fp32.setdefault(family, emb)  # the first row of each family is its fp32 (or, on a GPU, autocast) reference
         cos = cosine(emb, fp32[family])
-        rows.append({"contender": name, "seconds": seconds, "passages_per_s": len(passages) / seconds,
-                     "cosine_to_fp32_mean": float(cos.mean()), "cosine_to_fp32_min": float(cos.min())})
+        rows.append(
+            {
+                "contender": name,
+                "seconds": seconds,
+                "passages_per_s": len(passages) / seconds,
+                "cosine_to_fp32_mean": float(cos.mean()),
+                "cosine_to_fp32_min": float(cos.min()),
+            }
+        )
     base = rows[0]["passages_per_s"]
     print("\n| contender | passages/s | vs st fp32 | cosine to its fp32 (mean / min) |\n|---|---:|---:|---:|")
     for r in rows:
         r["ratio_to_st_fp32"] = r["passages_per_s"] / base
-        print(f"| {r['contender']} | {r['passages_per_s']:.1f} | {r['ratio_to_st_fp32']:.2f}x | "
-              f"{r['cosine_to_fp32_mean']:.5f} / {r['cosine_to_fp32_min']:.5f} |")
-    write_result("encode_speed" + ("_gpu" if device == "cuda" else ""), {
-        "passages": len(passages), "batch_size": args.batch_size, "max_length": 256, "model": path, "device": device,
-        "cpu_has_fast_bf16": cpu_has_fast_bf16(), "machine": machine(), "rows": rows})
+        print(
+            f"| {r['contender']} | {r['passages_per_s']:.1f} | {r['ratio_to_st_fp32']:.2f}x | "
+            f"{r['cosine_to_fp32_mean']:.5f} / {r['cosine_to_fp32_min']:.5f} |"
+        )
+    write_result(
+        "encode_speed" + ("_gpu" if device == "cuda" else ""),
+        {
+            "passages": len(passages),
+            "batch_size": args.batch_size,
+            "max_length": 256,
+            "model": path,
+            "device": device,
+            "cpu_has_fast_bf16": cpu_has_fast_bf16(),
+            "machine": machine(),
+            "rows": rows,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ hard negative. Same data, seed, steps and settings otherwise.
 
 Writes bench/results/train_evidence.json and prints a Markdown table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,24 +14,26 @@ import json
 import time
 from pathlib import Path
 
-from dpr_rag.answers import CorpusAnswerIndex, first_hit_rank
-from dpr_rag.qa import load_qa
-from dpr_rag.searcher import Searcher
-from dpr_rag.trainer import TrainConfig, train
-from dpr_rag.training_data import split_train_dev
+from dpr_rag.data.qa import load_qa
+from dpr_rag.matching import CorpusAnswerIndex, first_hit_rank
+from dpr_rag.retrieval.searcher import Searcher
+from dpr_rag.training.distant_supervision import split_train_dev
+from dpr_rag.training.trainer import TrainConfig, train
 
 KS = (1, 5, 20, 100)
 
 
 def accuracy(searcher: Searcher, test, corpus_has_answer: list[bool]) -> dict:
     hits = searcher.retriever("dense").search([e.question for e in test], max(KS))
-    ranks = [first_hit_rank(e.answers, [h.passage.text for h in hs]) for e, hs in zip(test, hits)]
+    ranks = [first_hit_rank(e.answers, [h.passage.text for h in hs]) for e, hs in zip(test, hits, strict=True)]
     n_ans = sum(corpus_has_answer)
     out = {}
     for k in KS:
         ok = [r is not None and r <= k for r in ranks]
         out[f"top{k}"] = round(100 * sum(ok) / len(test), 2)
-        out[f"top{k}_answerable"] = round(100 * sum(o for o, a in zip(ok, corpus_has_answer) if a) / max(n_ans, 1), 2)
+        out[f"top{k}_answerable"] = round(
+            100 * sum(o for o, a in zip(ok, corpus_has_answer, strict=True) if a) / max(n_ans, 1), 2
+        )
     return out
 
 
@@ -55,19 +58,37 @@ def main() -> None:
     bm25 = base.retriever("bm25")
     corpus_answers = CorpusAnswerIndex([p.text for p in base.passages])
     answerable = [corpus_answers.contains(e.answers) for e in test_q]
-    results = {"qa": args.qa, "n_train_questions": len(train_q), "n_test_questions": len(test_q),
-               "n_test_answerable": sum(answerable), "settings": vars(args), "runs": {}}
+    results = {
+        "qa": args.qa,
+        "n_train_questions": len(train_q),
+        "n_test_questions": len(test_q),
+        "n_test_answerable": sum(answerable),
+        "settings": vars(args),
+        "runs": {},
+    }
     results["runs"]["untrained"] = accuracy(base, test_q, answerable)
     results["runs"]["bm25"] = {}
     bm_hits = bm25.search([e.question for e in test_q], max(KS))
-    bm_ranks = [first_hit_rank(e.answers, [h.passage.text for h in hs]) for e, hs in zip(test_q, bm_hits)]
-    results["runs"]["bm25"] = {f"top{k}": round(100 * sum(r is not None and r <= k for r in bm_ranks) / len(test_q), 2) for k in KS}
+    bm_ranks = [first_hit_rank(e.answers, [h.passage.text for h in hs]) for e, hs in zip(test_q, bm_hits, strict=True)]
+    results["runs"]["bm25"] = {
+        f"top{k}": round(100 * sum(r is not None and r <= k for r in bm_ranks) / len(test_q), 2) for k in KS
+    }
     print(json.dumps(results["runs"]), flush=True)
     for name, hard in (("in-batch", 0), ("in-batch + 1 BM25 hard negative", 1)):
         t0 = time.perf_counter()
         out = work / f"model-h{hard}"
-        result = train(TrainConfig(out=str(out), qa=str(train_file), corpus=args.corpus, epochs=args.epochs,
-                                   batch_size=args.batch_size, hard_negatives=hard, lr=args.lr, dev_fraction=0.1))
+        result = train(
+            TrainConfig(
+                out=str(out),
+                qa=str(train_file),
+                corpus=args.corpus,
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                hard_negatives=hard,
+                lr=args.lr,
+                dev_fraction=0.1,
+            )
+        )
         seconds = time.perf_counter() - t0
         run = accuracy(Searcher.open(args.corpus, model=str(out)), test_q, answerable)
         run.update(train_seconds=round(seconds, 1), steps=result.steps, best_dev_pool_top20=result.best_dev_accuracy)
@@ -79,7 +100,11 @@ def main() -> None:
     print("| encoder | " + " | ".join(f"top-{k}" for k in KS) + " | top-20 (answerable) |")
     print("|---|" + "---|" * (len(KS) + 1))
     for name, run in results["runs"].items():
-        print(f"| {name} | " + " | ".join(f"{run[f'top{k}']:.1f}" for k in KS) + f" | {run.get('top20_answerable', float('nan')):.1f} |")
+        print(
+            f"| {name} | "
+            + " | ".join(f"{run[f'top{k}']:.1f}" for k in KS)
+            + f" | {run.get('top20_answerable', float('nan')):.1f} |"
+        )
 
 
 if __name__ == "__main__":

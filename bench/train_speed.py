@@ -10,7 +10,7 @@ Contenders (each runs in a fresh subprocess, so its peak memory is its own):
     ours-shared-q256        the same with queries truncated at 256 tokens like ST (run only when some timed question is
                             longer than 64 tokens, else it is the same computation as ours-shared; --query-256 yes forces it)
     ours-separate           separate query and passage towers (DPR's default)
-    ours-separate-gradcache the same with GradCache (dpr_rag.gradcache.grad_cache_backward), chunks of --chunk sequences
+    ours-separate-gradcache the same with GradCache (dpr_rag.training.gradcache.grad_cache_backward), chunks of --chunk sequences
 
 Data: DPR distant supervision (BM25 over the embedded default corpus) of the embedded fanoutqa questions; each question
 with its positive and 1 BM25 hard negative (questions without a hard negative are skipped); the first steps x batch-size
@@ -28,6 +28,7 @@ after the model is loaded, minus the RSS at that point).
 
 Prints a Markdown table; writes bench/results/train_speed.json (--out).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -94,10 +95,10 @@ def device_description(device: str) -> str:
 # ---- data ----------------------------------------------------------------------------------------------
 def build_examples(n: int) -> tuple[list[dict], dict]:
     """The first n distant-supervision examples with a hard negative (cycled if fewer), as plain dicts."""
-    from dpr_rag.passages import default_corpus
-    from dpr_rag.qa import load_qa
-    from dpr_rag.searcher import bm25_index
-    from dpr_rag.training_data import distant_supervision
+    from dpr_rag.data.defaults import default_corpus
+    from dpr_rag.data.qa import load_qa
+    from dpr_rag.retrieval.searcher import bm25_index
+    from dpr_rag.training.distant_supervision import distant_supervision
 
     t0 = time.perf_counter()
     qa = load_qa(None)
@@ -110,10 +111,19 @@ def build_examples(n: int) -> tuple[list[dict], dict]:
     for i in range(n):
         ex = usable[i % len(usable)]
         pos, neg = ex.positive_ctxs[0], ex.hard_negative_ctxs[0]
-        rows.append({"question": ex.question, "positive": [pos.id, pos.title, pos.text], "negative": [neg.id, neg.title, neg.text]})
-    info = {"qa": "embedded fanoutqa (load_qa(None))", "corpus_passages": len(corpus), "questions": len(qa),
-            "distant_supervision_kept": len(examples), "with_hard_negative": len(usable), "used": n,
-            "cycled": n > len(usable), "seconds": round(time.perf_counter() - t0, 1)}
+        rows.append(
+            {"question": ex.question, "positive": [pos.id, pos.title, pos.text], "negative": [neg.id, neg.title, neg.text]}
+        )
+    info = {
+        "qa": "embedded fanoutqa (load_qa(None))",
+        "corpus_passages": len(corpus),
+        "questions": len(qa),
+        "distant_supervision_kept": len(examples),
+        "with_hard_negative": len(usable),
+        "used": n,
+        "cycled": n > len(usable),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
     return rows, info
 
 
@@ -125,10 +135,10 @@ def batches(rows: list[dict], batch_size: int) -> list[list[dict]]:
 def run_contender(name: str, rows: list[dict], args) -> dict:
     import torch
 
-    from dpr_rag.encoder import DualEncoder, autocast
-    from dpr_rag.gradcache import grad_cache_backward
-    from dpr_rag.losses import dpr_nll_loss, duplicate_positive_mask
-    from dpr_rag.passages import Passage
+    from dpr_rag.data.passages import Passage
+    from dpr_rag.retrieval.encoder import DualEncoder, autocast
+    from dpr_rag.training.dpr_loss import dpr_nll_loss, duplicate_positive_mask
+    from dpr_rag.training.gradcache import grad_cache_backward
 
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -164,8 +174,13 @@ def run_contender(name: str, rows: list[dict], args) -> dict:
 
         train_mode = model.train
         eval_mode = model.eval
-        details = {"library": "sentence-transformers", "towers": "shared", "query_max_length": PASSAGE_MAX,
-                   "passage_max_length": PASSAGE_MAX, "loss": f"MultipleNegativesRankingLoss(scale={ST_SCALE})"}
+        details = {
+            "library": "sentence-transformers",
+            "towers": "shared",
+            "query_max_length": PASSAGE_MAX,
+            "passage_max_length": PASSAGE_MAX,
+            "loss": f"MultipleNegativesRankingLoss(scale={ST_SCALE})",
+        }
     else:
         shared = name.startswith("ours-shared")
         encoder = DualEncoder.from_pretrained(model_path, shared=shared).to(device)
@@ -191,8 +206,12 @@ def run_contender(name: str, rows: list[dict], args) -> dict:
                 return out.loss, out.correct
 
             if backward and chunk > 0:
-                loss, _ = grad_cache_backward([(encoder.query_encoder, q_batch), (encoder.passage_encoder, p_batch)],
-                                              loss_fn, chunk, lambda: autocast(device))
+                loss, _ = grad_cache_backward(
+                    [(encoder.query_encoder, q_batch), (encoder.passage_encoder, p_batch)],
+                    loss_fn,
+                    chunk,
+                    lambda: autocast(device),
+                )
                 return loss
             with autocast(device):
                 q_vec, p_vec = encoder.query_encoder(**q_batch).float(), encoder.passage_encoder(**p_batch).float()
@@ -203,9 +222,13 @@ def run_contender(name: str, rows: list[dict], args) -> dict:
 
         train_mode = encoder.train
         eval_mode = encoder.eval
-        details = {"library": "dpr_rag", "towers": "shared" if shared else "separate",
-                   "query_max_length": encoder.settings.max_query_length, "passage_max_length": PASSAGE_MAX,
-                   "loss": f"dpr_nll_loss(temperature={temperature})" + (f" + GradCache(chunk={chunk})" if chunk else "")}
+        details = {
+            "library": "dpr_rag",
+            "towers": "shared" if shared else "separate",
+            "query_max_length": encoder.settings.max_query_length,
+            "passage_max_length": PASSAGE_MAX,
+            "loss": f"dpr_nll_loss(temperature={temperature})" + (f" + GradCache(chunk={chunk})" if chunk else ""),
+        }
 
     optimizer = torch.optim.AdamW(params, lr=LR, weight_decay=0.0)
     details["parameters"] = sum(p.numel() for p in {id(p): p for p in params}.values())
@@ -215,9 +238,12 @@ def run_contender(name: str, rows: list[dict], args) -> dict:
     with torch.no_grad():
         features = tokenize(data[0])
         details["first_batch_loss_eval"] = round(float(loss_and_backward(features, backward=False)), 5)
-        details["first_batch_tokens"] = {"query": list(features[0]["input_ids"].shape),
-                                         "passages": [list(f["input_ids"].shape) for f in features[1:3]]
-                                         if name == "st-mnrl" else list(features[1]["input_ids"].shape)}
+        details["first_batch_tokens"] = {
+            "query": list(features[0]["input_ids"].shape),
+            "passages": [list(f["input_ids"].shape) for f in features[1:3]]
+            if name == "st-mnrl"
+            else list(features[1]["input_ids"].shape),
+        }
     del features
     train_mode()
 
@@ -251,12 +277,20 @@ def run_contender(name: str, rows: list[dict], args) -> dict:
         tok_times.append(tok_seconds)
         losses.append(round(loss, 5))
     total = sum(times)
-    result = {"name": name, "description": CONTENDERS[name], **details,
-              "timed_steps": args.steps, "warmup_steps": args.warmup, "batch_size": B,
-              "seconds_total": round(total, 4), "seconds_per_step": round(total / args.steps, 4),
-              "questions_per_second": round(args.steps * B / total, 3),
-              "tokenize_seconds_per_step": round(sum(tok_times) / args.steps, 4),
-              "step_seconds": [round(t, 4) for t in times], "losses": losses}
+    result = {
+        "name": name,
+        "description": CONTENDERS[name],
+        **details,
+        "timed_steps": args.steps,
+        "warmup_steps": args.warmup,
+        "batch_size": B,
+        "seconds_total": round(total, 4),
+        "seconds_per_step": round(total / args.steps, 4),
+        "questions_per_second": round(args.steps * B / total, 3),
+        "tokenize_seconds_per_step": round(sum(tok_times) / args.steps, 4),
+        "step_seconds": [round(t, 4) for t in times],
+        "losses": losses,
+    }
     if device.type == "cuda":
         result["peak_memory_bytes"] = torch.cuda.max_memory_allocated(device)
         result["memory_before_training_bytes"] = cuda_before
@@ -278,16 +312,21 @@ def _mib(n: int | None) -> str:
 def table(results: list[dict], device_type: str) -> str:
     st = next((r for r in results if r["name"] == "st-mnrl" and "error" not in r), None)
     mem = "peak GPU memory" if device_type == "cuda" else "peak RSS"
-    lines = [f"| contender | towers | query max len | questions/s | s/step | tokenise s/step | {mem} | rise during training | × ST q/s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"| contender | towers | query max len | questions/s | s/step | tokenise s/step | {mem} "
+        "| rise during training | × ST q/s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         if "error" in r:
             lines.append(f"| {r['name']} | failed: {r['error'][:80]} | | | | | | | |")
             continue
         ratio = f"{r['questions_per_second'] / st['questions_per_second']:.2f}" if st else "n/a"
-        lines.append(f"| {r['name']} | {r['towers']} | {r['query_max_length']} | {r['questions_per_second']:.2f} | "
-                     f"{r['seconds_per_step']:.3f} | {r['tokenize_seconds_per_step']:.3f} | {_mib(r.get('peak_memory_bytes'))} | "
-                     f"{_mib(r.get('peak_increase_bytes'))} | {ratio} |")
+        lines.append(
+            f"| {r['name']} | {r['towers']} | {r['query_max_length']} | {r['questions_per_second']:.2f} | "
+            f"{r['seconds_per_step']:.3f} | {r['tokenize_seconds_per_step']:.3f} | {_mib(r.get('peak_memory_bytes'))} | "
+            f"{_mib(r.get('peak_increase_bytes'))} | {ratio} |"
+        )
     return "\n".join(lines)
 
 
@@ -300,8 +339,12 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=8, help="GradCache chunk size in sequences (default 8)")
     ap.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")
     ap.add_argument("--only", help="comma-separated contenders to run (default all): " + ", ".join(CONTENDERS))
-    ap.add_argument("--query-256", choices=("auto", "yes", "no"), default="auto",
-                    help="run ours-shared-q256: auto = only when some timed question exceeds 64 tokens (default)")
+    ap.add_argument(
+        "--query-256",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="run ours-shared-q256: auto = only when some timed question exceeds 64 tokens (default)",
+    )
     ap.add_argument("--out", default=str(ROOT / "bench/results/train_speed.json"), help="JSON results file")
     ap.add_argument("--worker", help=argparse.SUPPRESS)  # internal: run one contender in this process
     ap.add_argument("--data", help=argparse.SUPPRESS)
@@ -320,7 +363,7 @@ def main() -> None:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         ap.error("--device cuda: CUDA is not available")
     if args.model is None:
-        from dpr_rag.encoder import default_encoder_path
+        from dpr_rag.retrieval.encoder import default_encoder_path
 
         args.model = default_encoder_path()
 
@@ -340,12 +383,20 @@ def main() -> None:
     import sentence_transformers
     import transformers
 
-    info = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "device": args.device,
-            "device_name": device_description(args.device), "torch": torch.__version__,
-            "transformers": transformers.__version__, "sentence_transformers": sentence_transformers.__version__,
-            "python": platform.python_version(), "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None}
-    print(f"device: {info['device_name']}; torch {info['torch']}, transformers {info['transformers']}, "
-          f"sentence-transformers {info['sentence_transformers']}; {info['date']}")
+    info = {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "device": args.device,
+        "device_name": device_description(args.device),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "sentence_transformers": sentence_transformers.__version__,
+        "python": platform.python_version(),
+        "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+    }
+    print(
+        f"device: {info['device_name']}; torch {info['torch']}, transformers {info['transformers']}, "
+        f"sentence-transformers {info['sentence_transformers']}; {info['date']}"
+    )
     if info["load_average_at_start"] and device_type == "cpu" and info["load_average_at_start"][0] > 0.5:
         print(f"warning: load average {info['load_average_at_start'][0]:.2f} at start: CPU timings will be disturbed")
     print(f"model: {args.model}")
@@ -357,10 +408,16 @@ def main() -> None:
     tok = AutoTokenizer.from_pretrained(args.model)
     longest_question = max(len(tok(r["question"])["input_ids"]) for r in rows)
     data_info["longest_question_tokens"] = longest_question
-    if "ours-shared-q256" in names and not args.only and (args.query_256 == "no" or (args.query_256 == "auto" and longest_question <= QUERY_MAX)):
+    if (
+        "ours-shared-q256" in names
+        and not args.only
+        and (args.query_256 == "no" or (args.query_256 == "auto" and longest_question <= QUERY_MAX))
+    ):
         names.remove("ours-shared-q256")
-        print(f"ours-shared-q256 skipped: the longest timed question has {longest_question} tokens (<= {QUERY_MAX}), "
-              f"so truncating queries at 256 instead of 64 changes nothing (--query-256 yes forces it)")
+        print(
+            f"ours-shared-q256 skipped: the longest timed question has {longest_question} tokens (<= {QUERY_MAX}), "
+            f"so truncating queries at 256 instead of 64 changes nothing (--query-256 yes forces it)"
+        )
 
     settings = {k: v for k, v in vars(args).items() if k not in ("worker", "data", "result")}
     results = []
@@ -369,23 +426,50 @@ def main() -> None:
         data_file.write_text(json.dumps(rows))
         for name in names:
             result_file = Path(tmp) / f"{name}.json"
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--data", str(data_file),
-                   "--result", str(result_file), "--model", args.model, "--batch-size", str(args.batch_size),
-                   "--steps", str(args.steps), "--warmup", str(args.warmup), "--chunk", str(args.chunk), "--device", args.device]
+            cmd = [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--worker",
+                name,
+                "--data",
+                str(data_file),
+                "--result",
+                str(result_file),
+                "--model",
+                args.model,
+                "--batch-size",
+                str(args.batch_size),
+                "--steps",
+                str(args.steps),
+                "--warmup",
+                str(args.warmup),
+                "--chunk",
+                str(args.chunk),
+                "--device",
+                args.device,
+            ]
             print(f"running {name} ...", flush=True)
             t0 = time.perf_counter()
             proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
             if proc.returncode != 0 or not result_file.exists():
                 tail = (proc.stderr or proc.stdout).strip().splitlines()
-                results.append({"name": name, "error": tail[-1] if tail else f"exit status {proc.returncode}",
-                                "stderr_tail": "\n".join(tail[-20:])})
+                results.append(
+                    {
+                        "name": name,
+                        "error": tail[-1] if tail else f"exit status {proc.returncode}",
+                        "stderr_tail": "\n".join(tail[-20:]),
+                    }
+                )
                 print(f"  {name} FAILED:\n" + "\n".join(tail[-20:]), flush=True)
                 continue
             r = json.loads(result_file.read_text())
             r["process_seconds"] = round(time.perf_counter() - t0, 1)
             results.append(r)
-            print(f"  {r['questions_per_second']:.2f} questions/s, {r['seconds_per_step']:.3f} s/step, "
-                  f"peak {_mib(r.get('peak_memory_bytes'))}, first-batch eval loss {r['first_batch_loss_eval']}", flush=True)
+            print(
+                f"  {r['questions_per_second']:.2f} questions/s, {r['seconds_per_step']:.3f} s/step, "
+                f"peak {_mib(r.get('peak_memory_bytes'))}, first-batch eval loss {r['first_batch_loss_eval']}",
+                flush=True,
+            )
 
     st = next((r for r in results if r["name"] == "st-mnrl" and "error" not in r), None)
     for r in results:
@@ -393,15 +477,23 @@ def main() -> None:
             r["questions_per_second_vs_st"] = round(r["questions_per_second"] / st["questions_per_second"], 3)
     md = table(results, device_type)
     print()
-    print(f"Training speed, {info['device_name']}; batch {args.batch_size} questions (+1 positive, +1 hard negative each), "
-          f"{args.steps} timed steps after {args.warmup} warm-up; passages <= {PASSAGE_MAX} tokens; torch {info['torch']}; "
-          f"{info['date'][:10]}")
+    print(
+        f"Training speed, {info['device_name']}; batch {args.batch_size} questions (+1 positive, +1 hard negative each), "
+        f"{args.steps} timed steps after {args.warmup} warm-up; passages <= {PASSAGE_MAX} tokens; torch {info['torch']}; "
+        f"{info['date'][:10]}"
+    )
     print()
     print(md)
     print()
-    print("ST truncates queries at 256 tokens (one max_seq_length for all inputs); ours at 64 (ours-shared-q256: 256). "
-          "Memory: " + ("torch.cuda.max_memory_allocated." if device_type == "cuda" else
-                        "peak RSS of each contender's own subprocess; 'rise' = peak minus RSS once the model was loaded."))
+    print(
+        "ST truncates queries at 256 tokens (one max_seq_length for all inputs); ours at 64 (ours-shared-q256: 256). "
+        "Memory: "
+        + (
+            "torch.cuda.max_memory_allocated."
+            if device_type == "cuda"
+            else "peak RSS of each contender's own subprocess; 'rise' = peak minus RSS once the model was loaded."
+        )
+    )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"info": info, "settings": settings, "data": data_info, "results": results, "table": md}, indent=2))

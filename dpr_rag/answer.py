@@ -1,37 +1,15 @@
 """`python -m dpr_rag.answer "QUESTION"`: answer with RAG-Token, RAG-Sequence and closed-book, with provenance."""
+
 from __future__ import annotations
 
 import argparse
 import json
 import textwrap
 import time
-from pathlib import Path
 
 from .cli_common import add_corpus_args, run_cli
 from .errors import ConfigError
-from .generator import Generator
-from .rag import MODES, RagPipeline, load_rag_config
-from .searcher import Searcher
-
-
-def open_pipeline(corpus=None, index=None, model=None, generator=None, rag=None, k: int = 5, index_kind: str = "flat",
-                  use_cache: bool = True, max_new_tokens: int = 16) -> RagPipeline:
-    """A RAG pipeline over a corpus (default: the embedded one); `rag` is a folder written by RAG training
-    (its retriever/ and generator/ take the place of `model` and `generator`, with the temperature it was trained
-    with). Any corpus works with it: its index is built (or taken from the cache) with the frozen passage tower."""
-    temperature = None
-    if rag is not None:
-        folder = Path(rag)
-        if not (folder / "retriever").is_dir() or not (folder / "generator").is_dir():
-            raise ConfigError(f"{folder}: not a RAG training folder (retriever/ and generator/ missing); "
-                              "write one with python -m dpr_rag.train_rag --out DIR")
-        if model is not None or generator is not None:
-            raise ConfigError("give either a RAG folder or a retriever model / generator, not both")
-        model, generator = str(folder / "retriever"), str(folder / "generator")
-        temperature = load_rag_config(folder).get("temperature")
-    searcher = Searcher.open(corpus, model=model, index=index, index_kind=index_kind, use_cache=use_cache)
-    return RagPipeline(searcher.retriever("dense"), Generator.from_pretrained(generator), k=k, temperature=temperature,
-                       max_new_tokens=max_new_tokens)
+from .rag.pipeline import MODES, RagPipeline
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,14 +17,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("questions", nargs="+")
     parser.add_argument("--mode", default="all", help=f"{'|'.join(MODES)}|all, or a comma-separated list (default all)")
     parser.add_argument("--k", type=int, default=5, help="passages to marginalise over (default 5)")
-    parser.add_argument("--beams", type=int, default=None,
-                        help="beam size (default: 1 = greedy for RAG-Token and closed-book, 4 per passage for RAG-Sequence)")
+    parser.add_argument(
+        "--beams",
+        type=int,
+        default=None,
+        help="beam size (default: 1 = greedy for RAG-Token and closed-book, 4 per passage for RAG-Sequence)",
+    )
     parser.add_argument("--max-new-tokens", type=int, default=16)
     add_corpus_args(parser)
     parser.add_argument("--index", help="a folder written by python -m dpr_rag.index --out")
     parser.add_argument("--generator", help="Hugging Face causal or seq2seq LM id/folder (default: Gemma 3 270M, embedded)")
-    parser.add_argument("--rag", help="a folder written by RAG training (python -m dpr_rag.train_rag): its query encoder and "
-                        "generator, over --corpus or the default corpus (hot-swapping: no retraining needed)")
+    parser.add_argument(
+        "--rag",
+        help="a folder written by RAG training (python -m dpr_rag.train_rag): its query encoder and "
+        "generator, over --corpus or the default corpus (hot-swapping: no retraining needed)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     modes = ["token", "sequence", "closed-book"] if args.mode == "all" else [m.strip() for m in args.mode.split(",")]
@@ -55,17 +40,39 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"unknown mode {m!r}; choose from {', '.join(MODES)} or all")
     if any(not q.strip() for q in args.questions):
         raise ConfigError("empty question")
-    pipeline = open_pipeline(args.corpus, args.index, args.model, args.generator, args.rag, args.k, args.index_type,
-                             not args.no_cache, args.max_new_tokens)
+    pipeline = RagPipeline.open(
+        args.corpus,
+        args.index,
+        args.model,
+        args.generator,
+        args.rag,
+        args.k,
+        args.index_type,
+        not args.no_cache,
+        args.max_new_tokens,
+    )
     for mode in modes:
         for question in args.questions:
             t0 = time.perf_counter()
             a = pipeline.answer(question, mode, num_beams=args.beams)
             seconds = time.perf_counter() - t0
             if args.json:
-                print(json.dumps({"question": question, "mode": mode, "answer": a.answer, "logprob": a.logprob, "seconds": round(seconds, 3),
-                                  "passages": [{"id": p.passage.id, "title": p.passage.title, "prior": p.prior, "posterior": p.posterior}
-                                               for p in a.passages]}, ensure_ascii=False))
+                print(
+                    json.dumps(
+                        {
+                            "question": question,
+                            "mode": mode,
+                            "answer": a.answer,
+                            "logprob": a.logprob,
+                            "seconds": round(seconds, 3),
+                            "passages": [
+                                {"id": p.passage.id, "title": p.passage.title, "prior": p.prior, "posterior": p.posterior}
+                                for p in a.passages
+                            ],
+                        },
+                        ensure_ascii=False,
+                    )
+                )
                 continue
             print(f"\n== {mode} ({seconds:.1f} s) | {question}\nanswer: {a.answer!r}  (log p = {a.logprob:.2f})")
             for p in a.passages:

@@ -1,22 +1,36 @@
 """Argument helpers shared by the command-line drivers, so every CLI spells the same option the same way."""
+
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Callable
 
-from .encoder import PRECISIONS
 from .errors import DprRagError
-from .faiss_index import KINDS
+from .retrieval.encoder import PRECISIONS
+from .retrieval.faiss_index import KINDS
 
 
 def add_corpus_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--corpus", help="passage file: DPR .tsv (id, text, title) or .jsonl {id, title, text}; default: the embedded Wikipedia summaries")
-    parser.add_argument("--model", help="encoder: a Hugging Face id or folder, or a dual encoder saved by dpr_rag.train; default: all-MiniLM-L6-v2 (embedded)")
+    parser.add_argument(
+        "--corpus",
+        help="passage file: DPR .tsv (id, text, title) or .jsonl {id, title, text}; default: the embedded Wikipedia summaries",
+    )
+    parser.add_argument(
+        "--model",
+        help="encoder: a Hugging Face id or folder, or a dual encoder saved by dpr_rag.train; "
+        "default: all-MiniLM-L6-v2 (embedded)",
+    )
     parser.add_argument("--index-type", choices=KINDS, default="flat", help="FAISS index type (default: exact flat)")
-    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                        help="passage encoding precision on CPU: bf16 is 2-3x faster on CPUs with AMX/AVX512-BF16 (default fp32)")
-    parser.add_argument("--no-cache", action="store_true", help="do not read or write the index cache ($DPR_RAG_CACHE, default ~/.cache/dpr_rag)")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="passage encoding precision on CPU: bf16 is 2-3x faster on CPUs with AMX/AVX512-BF16 (default fp32)",
+    )
+    parser.add_argument(
+        "--no-cache", action="store_true", help="do not read or write the index cache ($DPR_RAG_CACHE, default ~/.cache/dpr_rag)"
+    )
     tuning = parser.add_argument_group("FAISS index parameters (defaults: docs/scale.md)")
     tuning.add_argument("--hnsw-m", type=int, help="hnsw: links per node (default 32)")
     tuning.add_argument("--ef-search", type=int, help="hnsw: candidates explored per query (default 128; more = higher recall)")

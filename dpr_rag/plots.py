@@ -1,4 +1,5 @@
 """Pictures a user would rather look at than read: training curves (and, for eval, accuracy against k)."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """`python -m dpr_rag.search "QUESTION" --k 5`: top-k passages from BM25, dense and hybrid retrieval."""
+
 from __future__ import annotations
 
 import argparse
@@ -8,8 +9,8 @@ import time
 
 from .cli_common import add_corpus_args, index_params, run_cli
 from .errors import ConfigError
-from .hybrid import DEFAULT_WEIGHT
-from .searcher import RETRIEVERS, Searcher, check_retriever_names
+from .retrieval.hybrid import DEFAULT_WEIGHT
+from .retrieval.searcher import RETRIEVERS, Searcher, check_retriever_names
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,7 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retriever", default="all", help=f"{'|'.join(RETRIEVERS)}|all, or a comma-separated list (default all)")
     add_corpus_args(parser)
     parser.add_argument("--index", help="a folder written by python -m dpr_rag.index --out (instead of --corpus)")
-    parser.add_argument("--fusion", choices=("linear", "rrf"), default="linear", help="hybrid fusion (default: DPR's BM25 + λ·sim)")
+    parser.add_argument(
+        "--fusion", choices=("linear", "rrf"), default="linear", help="hybrid fusion (default: DPR's BM25 + λ·sim)"
+    )
     parser.add_argument("--weight", type=float, default=DEFAULT_WEIGHT, help=f"λ of the linear hybrid (default {DEFAULT_WEIGHT})")
     parser.add_argument("--json", action="store_true", help="print JSON lines instead of text")
     args = parser.parse_args(argv)
@@ -27,17 +30,35 @@ def main(argv: list[str] | None = None) -> int:
     names = list(RETRIEVERS) if args.retriever == "all" else check_retriever_names(args.retriever)
     if any(not q.strip() for q in args.questions):
         raise ConfigError("empty question")
-    searcher = Searcher.open(args.corpus, model=args.model, index=args.index, index_kind=args.index_type,
-                             precision=args.precision, index_params=index_params(args), use_cache=not args.no_cache, hybrid_fusion=args.fusion, hybrid_weight=args.weight)
+    searcher = Searcher.open(
+        args.corpus,
+        model=args.model,
+        index=args.index,
+        index_kind=args.index_type,
+        precision=args.precision,
+        index_params=index_params(args),
+        use_cache=not args.no_cache,
+        hybrid_fusion=args.fusion,
+        hybrid_weight=args.weight,
+    )
     for name in names:
         retriever = searcher.retriever(name)  # built (or loaded from cache) before timing
         t0 = time.perf_counter()
         results = retriever.search(args.questions, args.k)
         ms = (time.perf_counter() - t0) * 1000 / len(args.questions)
-        for question, hits in zip(args.questions, results):
+        for question, hits in zip(args.questions, results, strict=True):
             if args.json:
-                print(json.dumps({"retriever": name, "question": question, "ms": round(ms, 2),
-                                  "hits": [{"rank": h.rank, "score": h.score, **h.passage.to_dict()} for h in hits]}, ensure_ascii=False))
+                print(
+                    json.dumps(
+                        {
+                            "retriever": name,
+                            "question": question,
+                            "ms": round(ms, 2),
+                            "hits": [{"rank": h.rank, "score": h.score, **h.passage.to_dict()} for h in hits],
+                        },
+                        ensure_ascii=False,
+                    )
+                )
                 continue
             print(f"\n== {name} ({ms:.1f} ms/question) | {question}")
             for h in hits:

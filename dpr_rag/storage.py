@@ -3,6 +3,7 @@
 Everything the project persists (indexes, caches, checkpoints) goes through these helpers, so a crash,
 a full disk or Ctrl-C mid-write leaves the previous good copy in place.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -14,8 +15,9 @@ import shutil
 import socket
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO, Any
 
 from .errors import DprRagError
 
@@ -60,7 +62,7 @@ def _sweep(final: Path) -> None:
     """Delete temporaries that killed writers on this host left beside `final` (their process is gone)."""
     host_prefix = f".{final.name}.tmp-{socket.gethostname()}-"
     for tmp in final.parent.glob(f"{glob.escape(host_prefix)}*"):
-        pid = tmp.name[len(host_prefix):].split("-", 1)[0]
+        pid = tmp.name[len(host_prefix) :].split("-", 1)[0]
         if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
 
@@ -118,7 +120,7 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_file(final: str | os.PathLike, mode: str = "w") -> Iterator:
+def atomic_file(final: str | os.PathLike, mode: str = "w") -> Iterator[IO[Any]]:
     """Open a temporary file beside `final` for writing; it replaces `final` only if the block succeeds."""
     final = Path(final)
     check_writable(final.parent)
@@ -126,7 +128,7 @@ def atomic_file(final: str | os.PathLike, mode: str = "w") -> Iterator:
     fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(final), dir=final.parent)
     os.chmod(tmp, 0o666 & ~_UMASK)
     try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
@@ -137,3 +139,13 @@ def atomic_file(final: str | os.PathLike, mode: str = "w") -> Iterator:
         if isinstance(e, OSError):
             raise DprRagError(f"could not write {final}: {e.strerror or e}") from e
         raise
+
+
+def unique_folder(parent: str | os.PathLike, name: str, taken: Callable[[Path], bool] | None = None) -> Path:
+    """`parent/name`, or `parent/name-2`, `-3`... : the first that does not exist (and that `taken` does not claim),
+    so that a new run or report never lands on an earlier one. Nothing is created."""
+    parent = Path(parent)
+    folder, n = parent / name, 2
+    while folder.exists() or (taken is not None and taken(folder)):
+        folder, n = parent / f"{name}-{n}", n + 1
+    return folder

@@ -3,18 +3,19 @@
 Distributed: `torchrun --nproc_per_node N -m dpr_rag.train --out DIR ...` (the batch is split over the N
 processes and passages are gathered, so every question sees the whole batch's passages as negatives).
 """
+
 from __future__ import annotations
 
 import argparse
 import dataclasses
 
 from .cli_common import run_cli
-from .trainer import TrainConfig, train
+from .training.trainer import TrainConfig, train
 
 HELP = {
     "out": "output folder (best/, last/, data/, train_log.jsonl)",
     "qa": "QA file: NQ-open .jsonl or DPR .json/.csv (default: embedded fanoutqa questions); without passages "
-          "they are turned into training examples by distant supervision against --corpus",
+    "they are turned into training examples by distant supervision against --corpus",
     "corpus": "passages for distant supervision and random negatives (default: embedded Wikipedia summaries)",
     "model": "starting encoder (default all-MiniLM-L6-v2)",
     "shared": "one model for questions and passages instead of DPR's two",
@@ -32,7 +33,9 @@ HELP = {
 
 def build_parser() -> argparse.ArgumentParser:
     """One option per TrainConfig field, so the CLI and the library take exactly the same settings."""
-    parser = argparse.ArgumentParser(prog="python -m dpr_rag.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m dpr_rag.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     for f in dataclasses.fields(TrainConfig):
         if f.name == "show_progress":
             continue
@@ -42,16 +45,24 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         kind = {"int": int, "float": float, "str": str}.get(str(f.type).split(" ")[0].replace("|", "").strip(), str)
         required = f.default is dataclasses.MISSING
-        parser.add_argument(flag, type=kind, required=required, default=None if required else f.default,
-                            help=(HELP.get(f.name, "") + ("" if required or f.default is None else f" (default {f.default})")).strip())
+        shown_default = "" if required or f.default is None else f" (default {f.default})"
+        parser.add_argument(
+            flag,
+            type=kind,
+            required=required,
+            default=None if required else f.default,
+            help=(HELP.get(f.name, "") + shown_default).strip(),
+        )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     result = train(TrainConfig(**vars(args)))
-    print(f"trained {result.steps} steps; best dev top-{args.eval_k} accuracy: {result.best_dev_accuracy}; "
-          f"model: {result.out / 'best'} (use --model {result.out})")
+    print(
+        f"trained {result.steps} steps; best dev top-{args.eval_k} accuracy: {result.best_dev_accuracy}; "
+        f"model: {result.out / 'best'} (use --model {result.out})"
+    )
     return 0
 
 

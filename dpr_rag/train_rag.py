@@ -6,24 +6,26 @@ string of each question is the target. Passages come from `--corpus` (default: t
 Prints the mean loss on (up to 64 of) the training questions before and after training.
 Use the result with `python -m dpr_rag.answer "QUESTION" --rag DIR [--corpus OTHER_FILE]`.
 """
+
 from __future__ import annotations
 
 import argparse
 import time
 
 from .cli_common import add_corpus_args, run_cli
-from .errors import ConfigError
-from .qa import load_qa
-from .rag_trainer import RagTrainConfig, mean_loss, train_rag
+from .data.qa import load_qa
+from .rag.trainer import RagTrainConfig, mean_loss, train_rag
 
 LOSS_EXAMPLES = 64  # questions the before/after loss is measured on
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m dpr_rag.train_rag", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", required=True,
-                        help="output folder (retriever/, generator/, rag_config.json, rag_log.jsonl, loss.png)")
+    parser = argparse.ArgumentParser(
+        prog="python -m dpr_rag.train_rag", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--out", required=True, help="output folder (retriever/, generator/, rag_config.json, rag_log.jsonl, loss.png)"
+    )
     parser.add_argument("--qa", help="QA pairs: NQ-open .jsonl (or DPR .json/.csv); default: the embedded FanOutQA questions")
     add_corpus_args(parser)
     parser.add_argument("--generator", help="Hugging Face causal or seq2seq LM id/folder (default: Gemma 3 270M, embedded)")
@@ -39,30 +41,39 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    for name in ("k", "epochs", "batch_size", "max_examples"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-    if args.lr <= 0:
-        raise ConfigError(f"--lr must be positive, got {args.lr}")
-    examples = load_qa(args.qa)
-    if args.max_examples:
-        examples = examples[: args.max_examples]
-    from .answer import open_pipeline  # loads torch and transformers: after the arguments are checked
+    config = RagTrainConfig(
+        out=args.out,
+        mode=args.mode,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        max_examples=args.max_examples,
+        seed=args.seed,
+    )  # checks the settings before any loading
+    examples = load_qa(args.qa)[: config.max_examples]  # what train_rag trains on: the probe is drawn from them
+    from .rag.pipeline import RagPipeline  # loads the index and the generator (checks k first)
 
-    pipeline = open_pipeline(corpus=args.corpus, model=args.model, generator=args.generator, k=args.k,
-                             index_kind=args.index_type, use_cache=not args.no_cache)
+    pipeline = RagPipeline.open(
+        corpus=args.corpus,
+        model=args.model,
+        generator=args.generator,
+        k=args.k,
+        index_kind=args.index_type,
+        use_cache=not args.no_cache,
+    )
     probe = examples[:LOSS_EXAMPLES]
     before = mean_loss(pipeline, probe, args.mode, batch_size=args.batch_size)
-    print(f"RAG-{args.mode}: {len(examples)} questions, k={args.k}; loss before training: {before:.4f} "
-          f"(mean -log p(answer|question) on {len(probe)} training questions)", flush=True)
+    print(
+        f"RAG-{args.mode}: {len(examples)} questions, k={args.k}; loss before training: {before:.4f} "
+        f"(mean -log p(answer|question) on {len(probe)} training questions)",
+        flush=True,
+    )
     t0 = time.perf_counter()
-    config = RagTrainConfig(out=args.out, mode=args.mode, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     result = train_rag(pipeline, examples, config)
     seconds = time.perf_counter() - t0
     after = mean_loss(pipeline, probe, args.mode, batch_size=args.batch_size)
     print(f"trained {result.steps} steps in {seconds:.0f} s; loss after training: {after:.4f} (before {before:.4f})")
-    print(f"saved to {result.out}; answer with: python -m dpr_rag.answer \"QUESTION\" --rag {result.out} [--corpus FILE]")
+    print(f'saved to {result.out}; answer with: python -m dpr_rag.answer "QUESTION" --rag {result.out} [--corpus FILE]')
     return 0
 
 

@@ -8,6 +8,7 @@ systems share cancels). The percentile interval of the B resampled differences, 
 (1-α) confidence interval. If it excludes 0, the difference is unlikely to be an accident of which questions
 happened to be asked. The random generator is seeded, so a report is reproducible.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -41,22 +42,24 @@ class BootstrapCI:
         return d
 
 
-def paired_bootstrap(a: Sequence[float], b: Sequence[float], samples: int = DEFAULT_SAMPLES, confidence: float = 0.95,
-                     seed: int = 0) -> BootstrapCI:
+def paired_bootstrap(
+    a: Sequence[float], b: Sequence[float], samples: int = DEFAULT_SAMPLES, confidence: float = 0.95, seed: int = 0
+) -> BootstrapCI:
     """Percentile CI of mean(a) - mean(b) over `samples` paired resamples of the questions (see module doc)."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.ndim != 1 or a.shape != b.shape:
-        raise ConfigError(f"paired bootstrap needs two score vectors of the same length, got {a.shape} and {b.shape}")
-    if len(a) == 0:
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if x.ndim != 1 or x.shape != y.shape:
+        raise ConfigError(f"paired bootstrap needs two score vectors of the same length, got {x.shape} and {y.shape}")
+    if len(x) == 0:
         raise ConfigError("paired bootstrap needs at least one question")
     if not isinstance(samples, int) or samples < 1:
         raise ConfigError(f"bootstrap samples must be a positive integer, got {samples!r}")
     if not 0 < confidence < 1:
         raise ConfigError(f"confidence must be in (0, 1), got {confidence!r}")
-    n, diff = len(a), a - b
+    n, diff = len(x), x - y
     rng = np.random.default_rng(seed)
-    means = np.concatenate([diff[rng.integers(0, n, size=(min(_CHUNK, samples - s), n))].mean(axis=1)
-                            for s in range(0, samples, _CHUNK)])
+    means = np.concatenate(
+        [diff[rng.integers(0, n, size=(min(_CHUNK, samples - s), n))].mean(axis=1) for s in range(0, samples, _CHUNK)]
+    )
     alpha = 1.0 - confidence
     low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
     return BootstrapCI(float(diff.mean()), float(low), float(high), confidence, samples)

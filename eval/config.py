@@ -1,19 +1,22 @@
-"""The settings of an evaluation run (`EvalConfig`), validated before any work starts, and their parsing."""
+"""The settings of an evaluation run (`EvalConfig`), validated when it is made, and the parsing of their CLI forms."""
+
 from __future__ import annotations
 
+import math
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from dpr_rag.answers import MATCH_MODES
 from dpr_rag.errors import ConfigError
-from dpr_rag.hybrid import DEFAULT_WEIGHT, FUSIONS
-from dpr_rag.retriever import MAX_K
-from dpr_rag.searcher import RETRIEVERS, check_retriever_names
+from dpr_rag.matching import MATCH_MODES
+from dpr_rag.retrieval.base import MAX_K
+from dpr_rag.retrieval.hybrid import DEFAULT_WEIGHT, FUSIONS
+from dpr_rag.retrieval.searcher import RETRIEVERS, check_retriever_names
 
 from .bootstrap import DEFAULT_SAMPLES
 
 DEFAULT_KS = (1, 5, 20, 100)
-GENERATION_MODES = ("sequence", "token", "closed-book")  # dpr_rag.rag.MODES; checked against it when generating
+GENERATION_MODES = ("sequence", "token", "closed-book")  # dpr_rag.rag.pipeline.MODES; checked against it when generating
 
 
 @dataclass
@@ -42,27 +45,35 @@ class EvalConfig:
     show_progress: bool = True  # tqdm bars on stderr
     command: str | None = None  # the command line that ran this; None = rebuilt from the settings
 
-    def check(self) -> EvalConfig:
+    def __post_init__(self) -> None:
         """Validate and normalise every option before any work starts (so a typo fails in a second, not an hour)."""
+        for name in ("retrievers", "k", "generate"):
+            if isinstance(getattr(self, name), str):
+                raise ConfigError(
+                    f"EvalConfig.{name} must be a list, not the string {getattr(self, name)!r} "
+                    f"(the CLI splits comma-separated values with eval.config.split_csv / parse_ks)"
+                )
         self.generate = parse_modes(self.generate)
-        names = self.retrievers.split(",") if isinstance(self.retrievers, str) else list(self.retrievers)
-        names = [n.strip() for n in names if n.strip()]
+        names = [str(n).strip() for n in self.retrievers if str(n).strip()]
         # No retriever is allowed only when generating (answers alone); otherwise the library's check names the problem.
         self.retrievers = list(dict.fromkeys(check_retriever_names(names))) if names or not self.generate else []
         self.k = parse_ks(self.k)
         if self.match not in MATCH_MODES:
             raise ConfigError(f"unknown --match {self.match!r}; choose from {', '.join(MATCH_MODES)}")
-        if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
+        if self.limit is not None and (not _is_int(self.limit) or self.limit < 1):
             raise ConfigError(f"--limit must be a positive integer, got {self.limit!r}")
-        if not isinstance(self.rag_k, int) or not 1 <= self.rag_k <= MAX_K:
+        if not _is_int(self.rag_k) or not 1 <= self.rag_k <= MAX_K:
             raise ConfigError(f"--rag-k must be an integer between 1 and {MAX_K}, got {self.rag_k!r}")
         if self.fusion not in FUSIONS:
             raise ConfigError(f"unknown --fusion {self.fusion!r}; choose from {', '.join(FUSIONS)}")
-        if not isinstance(self.bootstrap_samples, int) or self.bootstrap_samples < 1:
+        if not isinstance(self.weight, (int, float)) or isinstance(self.weight, bool) or not math.isfinite(self.weight):
+            raise ConfigError(f"--weight must be a finite number, got {self.weight!r}")
+        if not _is_int(self.bootstrap_samples) or self.bootstrap_samples < 1:
             raise ConfigError(f"--bootstrap must be a positive integer, got {self.bootstrap_samples!r}")
-        if not 0 < self.confidence < 1:
+        if not isinstance(self.confidence, (int, float)) or not 0 < self.confidence < 1:
             raise ConfigError(f"confidence must be between 0 and 1, got {self.confidence!r}")
-        return self
+        if not _is_int(self.seed):
+            raise ConfigError(f"--seed must be an integer, got {self.seed!r}")
 
     def to_command(self) -> str:
         """A command line that reruns this evaluation."""
@@ -96,7 +107,16 @@ class EvalConfig:
         return shlex.join(args)
 
 
-def parse_ks(value) -> list[int]:
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def split_csv(value: str) -> list[str]:
+    """'bm25, dense,' -> ['bm25', 'dense']: a comma-separated command-line value as a list."""
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def parse_ks(value: str | Sequence[int]) -> list[int]:
     """'1,5,20' or [1, 5, 20] -> sorted distinct ints in [1, MAX_K]; anything else is a ConfigError."""
     items = value.split(",") if isinstance(value, str) else list(value)
     ks = []
@@ -112,8 +132,8 @@ def parse_ks(value) -> list[int]:
     return sorted(set(ks))
 
 
-def parse_modes(value) -> list[str]:
-    items = [m.strip() for m in value.split(",") if m.strip()] if isinstance(value, str) else list(value or [])
+def parse_modes(value: str | Sequence[str] | None) -> list[str]:
+    items = split_csv(value) if isinstance(value, str) else list(value or [])
     for m in items:
         if m not in GENERATION_MODES:
             raise ConfigError(f"unknown --generate mode {m!r}; choose from {', '.join(GENERATION_MODES)}")

@@ -12,6 +12,7 @@ The report dict is built by `eval.run.run_evaluation`; its schema (accuracies in
      "queries_per_second": {"bm25": qps, ...}, "index_seconds": {"bm25": s, ...},
      "settings": {...}}
 """
+
 from __future__ import annotations
 
 import json
@@ -64,53 +65,87 @@ def render_markdown(report: dict) -> str:
     ks = [str(k) for k in s["k"]]
     qps = report.get("queries_per_second", {})
     out = ["# Evaluation report", ""]
-    out.append(f"{n:,} questions ({s['qa_source']}) over {s['n_passages']:,} passages ({s['corpus_source']}); "
-               f"dense encoder: {s['model_source']}.")
+    out.append(
+        f"{n:,} questions ({s['qa_source']}) over {s['n_passages']:,} passages ({s['corpus_source']}); "
+        f"dense encoder: {s['model_source']}."
+    )
     out.append("")
-    out.append(f"**Answerable:** {m:,} of {n:,} questions ({_pct(100 * m / n if n else None)}%) have an answer string "
-               f"somewhere in the corpus (by the same `has_answer` rule, match={s['match']!r}); "
-               f"{report['n_unanswerable']:,} have none, so no retriever can score on them. "
-               "Accuracy is given over all questions and over the answerable subset.")
+    out.append(
+        f"**Answerable:** {m:,} of {n:,} questions ({_pct(100 * m / n if n else None)}%) have an answer string "
+        f"somewhere in the corpus (by the same `has_answer` rule, match={s['match']!r}); "
+        f"{report['n_unanswerable']:,} have none, so no retriever can score on them. "
+        "Accuracy is given over all questions and over the answerable subset."
+    )
     out += ["", "## Top-k retrieval accuracy (%)", ""]
     if retrieval:
-        out += _table(["retriever"] + [f"top-{k}" for k in ks] + ["queries/s"],
-                      [[name] + [_pct(accs.get(k)) for k in ks] + [_qps(qps.get(name))] for name, accs in retrieval.items()])
+        out += _table(
+            ["retriever"] + [f"top-{k}" for k in ks] + ["queries/s"],
+            [[name] + [_pct(accs.get(k)) for k in ks] + [_qps(qps.get(name))] for name, accs in retrieval.items()],
+        )
         out += ["", f"Answerable subset ({m:,} questions):", ""]
-        out += _table(["retriever"] + [f"top-{k}" for k in ks],
-                      [[name] + [_pct(accs.get(k)) for k in ks] for name, accs in subset.items()])
+        out += _table(
+            ["retriever"] + [f"top-{k}" for k in ks], [[name] + [_pct(accs.get(k)) for k in ks] for name, accs in subset.items()]
+        )
         for name, accs in retrieval.items():
             ready = report["index_seconds"].get(name, 0)
             out += ["", f"### {name}", "", f"{_qps(qps.get(name))} queries/s (search only; index ready in {ready:.1f} s)", ""]
-            out += _table(["k", f"all ({n:,})", f"answerable ({m:,})"],
-                          [[k, _pct(accs.get(k)), _pct(subset.get(name, {}).get(k))] for k in ks])
+            out += _table(
+                ["k", f"all ({n:,})", f"answerable ({m:,})"],
+                [[k, _pct(accs.get(k)), _pct(subset.get(name, {}).get(k))] for k in ks],
+            )
         out += ["", "![top-k accuracy](topk.png)"]
     else:
         out.append("(no retriever evaluated)")
     comparisons = report.get("comparisons", {})
     if comparisons.get("retrieval"):
         c0 = comparisons["retrieval"][0]
-        out += ["", "## Is the difference real? Paired bootstrap", "",
-                f"Difference in top-k accuracy (percentage points, first minus second) with its {c0['confidence']:.0%} "
-                f"confidence interval from {c0['samples']:,} paired bootstrap resamples of the questions (seed {s['seed']}). "
-                "If the interval excludes 0, the gap is unlikely to come from which questions happened to be asked.", ""]
-        out += _table(["comparison", "k", "difference", f"{c0['confidence']:.0%} CI", "excludes 0"],
-                      [[f"{c['a']} − {c['b']}", c["k"], *_ci_cells(c)] for c in comparisons["retrieval"]])
+        out += [
+            "",
+            "## Is the difference real? Paired bootstrap",
+            "",
+            f"Difference in top-k accuracy (percentage points, first minus second) with its {c0['confidence']:.0%} "
+            f"confidence interval from {c0['samples']:,} paired bootstrap resamples of the questions (seed {s['seed']}). "
+            "If the interval excludes 0, the gap is unlikely to come from which questions happened to be asked.",
+            "",
+        ]
+        out += _table(
+            ["comparison", "k", "difference", f"{c0['confidence']:.0%} CI", "excludes 0"],
+            [[f"{c['a']} − {c['b']}", c["k"], *_ci_cells(c)] for c in comparisons["retrieval"]],
+        )
     qa = report.get("qa") or {}
     if qa:
         qa_subset = report["answerable"].get("qa", {})
-        out += ["", "## Answer quality (SQuAD exact match and token F1, %)", "",
-                f"Generator: {s['generator_source']}; RAG modes marginalise over the top {s['rag_k']} dense passages.", ""]
+        out += [
+            "",
+            "## Answer quality (SQuAD exact match and token F1, %)",
+            "",
+            f"Generator: {s['generator_source']}; RAG modes marginalise over the top {s['rag_k']} dense passages.",
+            "",
+        ]
         spa = report.get("seconds_per_answer", {})
-        out += _table(["mode", "EM", "F1", "EM (answerable)", "F1 (answerable)", "s / answer"],
-                      [[mode, _pct(v["em"]), _pct(v["f1"]), *(_pct(qa_subset.get(mode, {}).get(m)) for m in ("em", "f1")),
-                        f"{spa[mode]:.2f}" if mode in spa else "–"] for mode, v in qa.items()])
+        out += _table(
+            ["mode", "EM", "F1", "EM (answerable)", "F1 (answerable)", "s / answer"],
+            [
+                [
+                    mode,
+                    _pct(v["em"]),
+                    _pct(v["f1"]),
+                    *(_pct(qa_subset.get(mode, {}).get(m)) for m in ("em", "f1")),
+                    f"{spa[mode]:.2f}" if mode in spa else "–",
+                ]
+                for mode, v in qa.items()
+            ],
+        )
         if comparisons.get("qa"):
             out += [""]
-            out += _table(["comparison", "metric", "difference", f"{comparisons['qa'][0]['confidence']:.0%} CI", "excludes 0"],
-                          [[f"{c['a']} − {c['b']}", c["metric"].upper(), *_ci_cells(c)] for c in comparisons["qa"]])
+            out += _table(
+                ["comparison", "metric", "difference", f"{comparisons['qa'][0]['confidence']:.0%} CI", "excludes 0"],
+                [[f"{c['a']} − {c['b']}", c["metric"].upper(), *_ci_cells(c)] for c in comparisons["qa"]],
+            )
     out += ["", "## Settings", ""]
-    out += _table(["setting", "value"], [[key, f"`{_short(value)}`"] for key, value in s.items() if key != "command"],
-                  numeric=False)
+    out += _table(
+        ["setting", "value"], [[key, f"`{_short(value)}`"] for key, value in s.items() if key != "command"], numeric=False
+    )
     out += ["", "## Reproduce", "", "```bash", s["command"], "```", ""]
     return "\n".join(out)
 

@@ -1,4 +1,5 @@
 """Shared fixtures: tiny models built from a config (random weights, no download) and small corpora."""
+
 from __future__ import annotations
 
 import pytest
@@ -6,10 +7,10 @@ import torch
 from rag_helpers import SECRET_Q, SHARP, TEXTS, WORDS, build_bart, build_gpt2, secret
 from transformers import AutoTokenizer, BertConfig, BertModel
 
-from dpr_rag.encoder import default_encoder_path
-from dpr_rag.generator import Generator
-from dpr_rag.passages import Passage
-from dpr_rag.prompting import prompt
+from dpr_rag.data.passages import Passage
+from dpr_rag.rag.generator import Generator
+from dpr_rag.rag.prompting import prompt
+from dpr_rag.retrieval.encoder import default_encoder_path
 
 
 def pytest_addoption(parser):
@@ -36,8 +37,14 @@ def tiny_model_dir(tmp_path_factory):
     """A 2-layer, 32-d BERT with random weights and the MiniLM (BERT uncased) tokenizer, saved as a HF folder."""
     folder = tmp_path_factory.mktemp("tiny-bert")
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=512)
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+    )
     BertModel(config).save_pretrained(folder)
     AutoTokenizer.from_pretrained(default_encoder_path()).save_pretrained(folder)
     return folder

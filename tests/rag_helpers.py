@@ -1,6 +1,7 @@
 """Tiny randomly initialised generators for the RAG tests (no download): a causal GPT-2 whose tokenizer has no pad
 token, and a seq2seq BART, both with a byte-level BPE tokenizer trained on the texts the tests use. No dropout, so
 training is deterministic, and no forced eos, so generation is plain greedy/beam search over the model."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,12 +10,12 @@ import torch
 from tokenizers import ByteLevelBPETokenizer, processors
 from transformers import BartConfig, BartForConditionalGeneration, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-from dpr_rag.dense import DenseRetriever, encode_corpus
-from dpr_rag.encoder import DualEncoder
-from dpr_rag.generator import Generator
-from dpr_rag.passages import Passage
-from dpr_rag.prompting import prompt
-from dpr_rag.rag import RagPipeline
+from dpr_rag.data.passages import Passage
+from dpr_rag.rag.generator import Generator
+from dpr_rag.rag.pipeline import RagPipeline
+from dpr_rag.rag.prompting import prompt
+from dpr_rag.retrieval.dense import DenseRetriever, encode_corpus
+from dpr_rag.retrieval.encoder import DualEncoder
 
 CONTEXT = 128  # the tiny generators' max_position_embeddings
 
@@ -28,12 +29,23 @@ def _bpe(texts: list[str], special: list[str], vocab_size: int = 500) -> ByteLev
 def build_gpt2(folder: Path, texts: list[str], n_layer: int = 2, seed: int = 0, init_range: float = 0.02) -> Path:
     """GPT-2 (32-d) whose tokenizer, like GPT-2's, has an eos token but no pad token. A large `init_range` gives
     peaked next-token distributions that depend on the input (the default, 0.02, is close to uniform)."""
-    tok = PreTrainedTokenizerFast(tokenizer_object=_bpe(texts, ["<|endoftext|>"])._tokenizer, eos_token="<|endoftext|>",
-                                  bos_token="<|endoftext|>")
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=_bpe(texts, ["<|endoftext|>"])._tokenizer, eos_token="<|endoftext|>", bos_token="<|endoftext|>"
+    )
     torch.manual_seed(seed)
-    config = GPT2Config(vocab_size=len(tok), n_positions=CONTEXT, n_embd=32, n_layer=n_layer, n_head=2,
-                        bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, initializer_range=init_range)
+    config = GPT2Config(
+        vocab_size=len(tok),
+        n_positions=CONTEXT,
+        n_embd=32,
+        n_layer=n_layer,
+        n_head=2,
+        bos_token_id=tok.eos_token_id,
+        eos_token_id=tok.eos_token_id,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        initializer_range=init_range,
+    )
     GPT2LMHeadModel(config).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
@@ -43,14 +55,31 @@ def build_bart(folder: Path, texts: list[str], seed: int = 0, init_range: float 
     """BART (32-d, 2+2 layers) with a tokenizer that wraps text as <s> ... </s>."""
     bpe = _bpe(texts, ["<s>", "<pad>", "</s>", "<unk>"])
     bpe._tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                  unk_token="<unk>")
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=bpe._tokenizer, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
     torch.manual_seed(seed)
-    config = BartConfig(vocab_size=len(tok), d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
-                        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=CONTEXT,
-                        pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=2, forced_bos_token_id=None,
-                        forced_eos_token_id=None, dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
-                        init_std=init_range)
+    config = BartConfig(
+        vocab_size=len(tok),
+        d_model=32,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_position_embeddings=CONTEXT,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        decoder_start_token_id=2,
+        forced_bos_token_id=None,
+        forced_eos_token_id=None,
+        dropout=0.0,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        init_std=init_range,
+    )
     BartForConditionalGeneration(config).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder

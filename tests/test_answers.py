@@ -1,4 +1,5 @@
-"""Tests for dpr_rag.answers: DPR answer matching and SQuAD EM / F1, on hand-worked examples."""
+"""Tests for dpr_rag.matching: DPR answer matching and SQuAD EM / F1, on hand-worked examples."""
+
 from __future__ import annotations
 
 import unicodedata
@@ -7,15 +8,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dpr_rag.answers import (
+from dpr_rag.errors import ConfigError
+from dpr_rag.matching import (
     SimpleTokenizer,
+    answer_matcher,
     exact_match,
     first_hit_rank,
     has_answer,
     normalize_answer,
     token_f1,
 )
-from dpr_rag.errors import ConfigError
 
 PRECOMPOSED = "Caf\u00e9 Pel\u00e9"  # é as one code point
 DECOMPOSED = "Cafe\u0301 Pele\u0301"  # e + combining acute accent
@@ -122,6 +124,18 @@ def test_unknown_mode_raises():
         has_answer(["a"], "a", match="fuzzy")
     with pytest.raises(ConfigError):
         first_hit_rank(["a"], [], match="exact")
+    with pytest.raises(ConfigError, match="string.*regex"):
+        answer_matcher([], "fuzzy")  # checked when the predicate is made, before any text
+
+
+def test_answer_matcher_is_has_answer_prepared_once():
+    texts = ["Painted by Leonardo da Vinci.", "leonardo", "Da Vinci Leonardo", "1889 in Paris", ""]
+    for answers, match in ((["Leonardo da Vinci", "1889"], "string"), ([r"18\d\d", "^Da"], "regex")):
+        contains = answer_matcher(answers, match)
+        assert [contains(t) for t in texts] == [has_answer(answers, t, match) for t in texts]
+    assert [answer_matcher(["leonardo"])(t) for t in texts] == [True, True, True, False, False]  # match="string" by default
+    with pytest.raises(ConfigError, match="not a single string"):
+        answer_matcher("Leonardo")
 
 
 # --- first_hit_rank --------------------------------------------------------------------------------------
@@ -207,12 +221,24 @@ def test_metrics_never_crash(prediction, answers):
 
 
 def test_corpus_answer_index_agrees_with_has_answer():
-    from dpr_rag.answers import CorpusAnswerIndex
+    from dpr_rag.matching import CorpusAnswerIndex
 
     texts = ["The Mona Lisa, by Leonardo da Vinci.", "The artist's studio", "Built in 1889 (Paris)."]
     index = CorpusAnswerIndex(texts)
-    cases = [["leonardo da vinci"], ["art"], ["artist"], ["1889"], ["paris."], ["Paris"], ["vinci. built"], ["nowhere"], [""],
-             ["studio the"], ["studio built"], ["’s"]]
+    cases = [
+        ["leonardo da vinci"],
+        ["art"],
+        ["artist"],
+        ["1889"],
+        ["paris."],
+        ["Paris"],
+        ["vinci. built"],
+        ["nowhere"],
+        [""],
+        ["studio the"],
+        ["studio built"],
+        ["’s"],
+    ]
     for answers in cases:
         assert index.contains(answers) == any(has_answer(answers, t) for t in texts), answers
     assert index.contains([r"18\d\d"], match="regex") and not index.contains([r"19\d\d"], match="regex")

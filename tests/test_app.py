@@ -1,5 +1,6 @@
 """The app's pieces without a server: settings, upload checks, highlighting, job slots, and the live-corpus swap
 (a failed build leaves the live index serving)."""
+
 from __future__ import annotations
 
 import os
@@ -16,9 +17,9 @@ from dpr_rag.app.jobs import CANCELLED, DONE, FAILED, JobBusy, JobSlot
 from dpr_rag.app.render import answer_spans, highlight, parse_answers
 from dpr_rag.app.state import DEFAULT_MODEL, AppState
 from dpr_rag.app.uploads import CORPUS_TYPES, QA_TYPES, inside, load_uploaded_corpus, load_uploaded_qa, safe_name, store_upload
+from dpr_rag.data.passages import load_corpus
+from dpr_rag.data.qa import load_qa
 from dpr_rag.errors import ConfigError, DataFormatError, DprRagError
-from dpr_rag.passages import load_corpus
-from dpr_rag.qa import load_qa
 
 
 def wait_for(predicate, timeout: float = 30.0):
@@ -32,8 +33,14 @@ def wait_for(predicate, timeout: float = 30.0):
 # ---- settings ------------------------------------------------------------------------------------------------
 def test_config_reads_the_environment(tmp_path, monkeypatch):
     corpus = assets.write_corpus_jsonl(tmp_path / "c.jsonl")
-    env = {"DPR_RAG_APP_CORPUS": str(corpus), "DPR_RAG_APP_MODEL": "some-org/some-model", "GRADIO_SERVER_PORT": "7999",
-           "GRADIO_SERVER_NAME": "0.0.0.0", "DPR_RAG_APP_DATA": str(tmp_path / "d"), "DPR_RAG_APP_MAX_UPLOAD_MB": "2"}
+    env = {
+        "DPR_RAG_APP_CORPUS": str(corpus),
+        "DPR_RAG_APP_MODEL": "some-org/some-model",
+        "GRADIO_SERVER_PORT": "7999",
+        "GRADIO_SERVER_NAME": "0.0.0.0",
+        "DPR_RAG_APP_DATA": str(tmp_path / "d"),
+        "DPR_RAG_APP_MAX_UPLOAD_MB": "2",
+    }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     cfg = AppConfig.from_env()
@@ -56,9 +63,11 @@ def test_config_defaults_and_bad_values(monkeypatch):
         AppConfig.from_env()
     monkeypatch.delenv("DPR_RAG_APP_INDEX_TYPE")
     assert (cfg.precision, cfg.max_passages, cfg.max_questions) == ("fp32", 50_000, 20_000)
-    for name, value, message in [("DPR_RAG_APP_PRECISION", "int4", "choose one of fp32, bf16"),
-                                 ("DPR_RAG_APP_MAX_PASSAGES", "lots", "must be numbers"),
-                                 ("DPR_RAG_APP_MAX_QUESTIONS", "0", "must be positive")]:
+    for name, value, message in [
+        ("DPR_RAG_APP_PRECISION", "int4", "choose one of fp32, bf16"),
+        ("DPR_RAG_APP_MAX_PASSAGES", "lots", "must be numbers"),
+        ("DPR_RAG_APP_MAX_QUESTIONS", "0", "must be positive"),
+    ]:
         monkeypatch.setenv(name, value)
         with pytest.raises(ConfigError, match=message):
             AppConfig.from_env()
@@ -74,9 +83,17 @@ def test_examples_are_real_questions_of_the_default_set():
 
 
 # ---- uploads -------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name, expected", [("../../etc/passwd.tsv", "passwd.tsv"), ("..", "upload"),
-                                            (".bashrc.tsv", "bashrc.tsv"), ("a\\..\\b c.jsonl", "b_c.jsonl"),
-                                            ("/abs/x.tsv", "x.tsv"), ("ok-1.tsv", "ok-1.tsv")])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("../../etc/passwd.tsv", "passwd.tsv"),
+        ("..", "upload"),
+        (".bashrc.tsv", "bashrc.tsv"),
+        ("a\\..\\b c.jsonl", "b_c.jsonl"),
+        ("/abs/x.tsv", "x.tsv"),
+        ("ok-1.tsv", "ok-1.tsv"),
+    ],
+)
 def test_safe_name_keeps_no_path(name, expected):
     assert safe_name(name) == expected
 
@@ -127,7 +144,8 @@ def test_highlight_marks_answer_tokens_and_escapes_html():
     text = "The <b>artist</b> Leonardo da Vinci painted it; leonardo DA vinci again. An art school."
     assert highlight(text, ["leonardo da vinci", "art"]) == (
         "The &lt;b&gt;artist&lt;/b&gt; <mark>Leonardo da Vinci</mark> painted it; <mark>leonardo DA vinci</mark> again. "
-        "An <mark>art</mark> school.")
+        "An <mark>art</mark> school."
+    )
     assert answer_spans("1889 and 18 89", ["1889"]) == [(0, 4)]
     assert highlight("<script>x</script>", []) == "&lt;script&gt;x&lt;/script&gt;"
     assert parse_answers(" a | b c ||") == ["a", "b c"]
@@ -178,8 +196,9 @@ def test_job_slot_cancel_and_failure():
 # ---- state: the live corpus ---------------------------------------------------------------------------------
 @pytest.fixture
 def app_state(tmp_path, tiny_model_dir):
-    cfg = AppConfig(corpus=str(assets.write_corpus_jsonl(tmp_path / "toy.jsonl")), model=str(tiny_model_dir),
-                    data_dir=tmp_path / "data")
+    cfg = AppConfig(
+        corpus=str(assets.write_corpus_jsonl(tmp_path / "toy.jsonl")), model=str(tiny_model_dir), data_dir=tmp_path / "data"
+    )
     state = AppState(cfg)
     job = state.start_initial_load()
     wait_for(lambda: not job.running, 120)

@@ -1,5 +1,6 @@
 """Every tab's API, called with gradio_client against `python app.py` running on a toy corpus with tiny models
 (a random 2-layer BERT encoder and a random 2-layer GPT-2 generator), as a second process."""
+
 from __future__ import annotations
 
 import json
@@ -42,8 +43,9 @@ def test_starts_on_the_configured_corpus_and_model(client):
 
 
 def test_search_shows_three_retrievers_with_scores_latency_and_highlights(client):
-    bm25, dense, hybrid, summary, _ = client.predict("who painted the mona lisa", "Leonardo da Vinci", "default", 3,
-                                                     api_name="/search")
+    bm25, dense, hybrid, summary, _ = client.predict(
+        "who painted the mona lisa", "Leonardo da Vinci", "default", 3, api_name="/search"
+    )
     for column, name in ((bm25, "BM25"), (dense, DENSE), (hybrid, "Hybrid")):
         assert name in column and column.count("class='dpr-hit") == 3
         assert re.search(r"3 passages in \d+\.\d ms", column)
@@ -147,15 +149,17 @@ def test_trained_model_has_a_loss_curve_and_is_selectable_everywhere(client, tmp
     assert dense.count("class='dpr-hit") == 3
     html, _ = client.predict("who wrote hamlet", "RAG-Token", "run:tiny", 2, api_name="/answer")
     assert "tiny (trained here" in html and len(re.findall("data-posterior", html)) == 2
-    summary, table, plot, report, _ = client.predict("Default questions", None, "run:tiny", ["bm25", "dense", "hybrid"], "1,5",
-                                                     0, api_name="/evaluate")
+    summary, table, plot, report, _ = client.predict(
+        "Default questions", None, "run:tiny", ["bm25", "dense", "hybrid"], "1,5", 0, api_name="/evaluate"
+    )
     assert [row[0] for row in table["data"]] == ["bm25", "dense", "hybrid"] * 2  # all questions, then the answerable
     assert "model: tiny (trained here" in summary
 
 
 def test_evaluate_shows_the_table_plot_and_report(client):
-    summary, table, plot, report, _ = client.predict("Default questions", None, "default", ["bm25", "dense"], "1,5,20", 10,
-                                                     api_name="/evaluate")
+    summary, table, plot, report, _ = client.predict(
+        "Default questions", None, "default", ["bm25", "dense"], "1,5,20", 10, api_name="/evaluate"
+    )
     assert table["headers"] == ["retriever", "questions", "top-1 %", "top-5 %", "top-20 %", "queries/s"]
     rows = {(r[0], r[1]): r for r in table["data"]}
     assert set(rows) == {("bm25", "all (10)"), ("dense", "all (10)"), ("bm25", "answerable (10)"), ("dense", "answerable (10)")}

@@ -1,6 +1,7 @@
 """End to end in a real browser: Playwright drives Debian's Chromium (headless) through every tab of
 `python app.py` (toy corpus, tiny random models); each tab does its main action and the test reads the result
 from the page. With DPR_RAG_SCREENSHOTS=<folder>, each tab's screenshot is saved there as <tab>.png."""
+
 from __future__ import annotations
 
 import re
@@ -11,8 +12,9 @@ from browser import assets, pages
 from browser.app_server import serving
 from playwright.sync_api import expect, sync_playwright
 
-pytestmark = pytest.mark.skipif(not Path(pages.CHROMIUM).exists(),
-                                reason=f"{pages.CHROMIUM} not found: apt-get install chromium (as .ci/run does)")
+pytestmark = pytest.mark.skipif(
+    not Path(pages.CHROMIUM).exists(), reason=f"{pages.CHROMIUM} not found: apt-get install chromium (as .ci/run does)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +61,10 @@ def test_qa_tab_answers_with_passages_and_posteriors(page):
 def test_train_tab_shows_a_live_loss_curve_and_cancels(page):
     pages.start_training(page, epochs=100, batch_size=4, max_examples=0, run_name="long-run")
     page.wait_for_function("() => document.querySelector('#train-progress').innerText.includes('loss')")
-    page.wait_for_function("() => { const l = document.querySelector('#train-loss g.mark-line path');"
-                           " return l && (l.getAttribute('d').match(/L/g) || []).length >= 2; }")
+    page.wait_for_function(
+        "() => { const l = document.querySelector('#train-loss g.mark-line path');"
+        " return l && (l.getAttribute('d').match(/L/g) || []).length >= 2; }"
+    )
     assert page.locator("#train-progress [data-state='running']").count() == 1  # the curve is drawn while it trains
     page.locator("#train-cancel").click()
     expect(page.locator("#train-progress [data-state='cancelled']")).to_contain_text("long-run: cancelled at step")

@@ -3,6 +3,7 @@ No request may fail, and every response must come wholly from the old corpus or 
 
 The duration is DPR_RAG_LOAD_SECONDS (default 12 s, so CI stays well under a minute); the latency percentiles are
 printed (`pytest -s`) — BENCHMARKS.md has the 60-second run against the real defaults (bench/app_load.py)."""
+
 from __future__ import annotations
 
 import json

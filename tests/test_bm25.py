@@ -3,9 +3,10 @@ import math
 import numpy as np
 import pytest
 
-from dpr_rag.bm25 import ENGINES, BM25Retriever, tokenize
+from dpr_rag.data.defaults import default_corpus
+from dpr_rag.data.passages import Passage
 from dpr_rag.errors import ConfigError, DataFormatError
-from dpr_rag.passages import Passage, default_corpus
+from dpr_rag.retrieval.bm25 import ENGINES, BM25Retriever, tokenize
 
 TINY = [
     Passage("t0", "", "cat cat dog"),
@@ -16,8 +17,12 @@ TINY = [
 HAND = [
     Passage("h0", "Eiffel Tower", "A wrought-iron lattice tower on the Champ de Mars in Paris, France."),
     Passage("h1", "Great Wall of China", "A series of fortifications built across the historical northern borders of China."),
-    Passage("h2", "Photosynthesis", "The process by which green plants use sunlight to synthesize food from carbon dioxide and water."),
-    Passage("h3", "Mount Everest", "Earth's highest mountain above sea level, located in the Himalayas on the Nepal-China border."),
+    Passage(
+        "h2", "Photosynthesis", "The process by which green plants use sunlight to synthesize food from carbon dioxide and water."
+    ),
+    Passage(
+        "h3", "Mount Everest", "Earth's highest mountain above sea level, located in the Himalayas on the Nepal-China border."
+    ),
     Passage("h4", "Albert Einstein", "A theoretical physicist who developed the theory of relativity."),
     Passage("h5", "Amazon River", "The largest river by discharge volume of water in the world, flowing through South America."),
 ]
@@ -68,7 +73,7 @@ def test_tokenize_lowercases_drops_stopwords_and_stems():
 def test_engines_agree_on_top10_and_scores(engines):
     a, r = engines["bm25s"], engines["rank_bm25"]
     hits_a, hits_r = a.search(QUERIES, k=10), r.search(QUERIES, k=10)
-    for q, ha, hr in zip(QUERIES, hits_a, hits_r):
+    for q, ha, hr in zip(QUERIES, hits_a, hits_r, strict=True):
         assert [h.passage.id for h in ha] == [h.passage.id for h in hr], q
         assert [h.rank for h in ha] == list(range(1, 11))
         assert ha[0].score > 0
@@ -90,8 +95,7 @@ def test_scores_are_sorted_and_match_scores_vector(engines):
 @pytest.mark.parametrize("engine", ENGINES)
 def test_obvious_top_passage(engine, sample):
     ret = BM25Retriever(HAND, engine=engine)
-    expected = {"eiffel tower paris": "h0", "theory of relativity physicist": "h4",
-                "himalayas nepal": "h3", "great wall": "h1"}
+    expected = {"eiffel tower paris": "h0", "theory of relativity physicist": "h4", "himalayas nepal": "h3", "great wall": "h1"}
     top = ret.search(list(expected), k=1)
     assert [h[0].passage.id for h in top] == list(expected.values())
     # title words alone find the passage: "Einstein" appears only in h4's title
@@ -151,7 +155,7 @@ def test_save_load_roundtrip(engine, sample, tmp_path):
     loaded = BM25Retriever.load(tmp_path / "idx")
     assert (loaded.engine, loaded.k1, loaded.b, loaded.name) == (engine, 1.1, 0.5, "bm25")
     assert loaded.passages == ret.passages
-    for before, after in zip(ret.search(QUERIES, k=10), loaded.search(QUERIES, k=10)):
+    for before, after in zip(ret.search(QUERIES, k=10), loaded.search(QUERIES, k=10), strict=True):
         assert [(h.passage.id, h.score) for h in before] == [(h.passage.id, h.score) for h in after]
     np.testing.assert_array_equal(ret.scores(QUERIES[0]), loaded.scores(QUERIES[0]))
 

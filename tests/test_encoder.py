@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from dpr_rag.encoder import CONFIG_NAME, DualEncoder, default_encoder_path
+from dpr_rag.data.passages import Passage
 from dpr_rag.errors import ConfigError, DprRagError
-from dpr_rag.passages import Passage
+from dpr_rag.retrieval.encoder import CONFIG_NAME, DualEncoder, default_encoder_path
 
 
 def test_plain_model_defaults_to_dpr_cls_pooling(tiny_model_dir):
@@ -63,7 +63,9 @@ def test_separate_towers_save_and_reload_identically(tiny_model_dir, tmp_path):
     assert (tmp_path / "ckpt" / "query_encoder" / "model.safetensors").exists()
     again = DualEncoder.from_pretrained(tmp_path / "ckpt")
     passages = [Passage("1", "T", "some passage text")]
-    np.testing.assert_allclose(again.encode_passages(passages, show_progress=False), enc.encode_passages(passages, show_progress=False), atol=1e-6)
+    np.testing.assert_allclose(
+        again.encode_passages(passages, show_progress=False), enc.encode_passages(passages, show_progress=False), atol=1e-6
+    )
     np.testing.assert_allclose(again.encode_queries(["q"]), enc.encode_queries(["q"]), atol=1e-6)
     assert not np.allclose(again.encode_queries(["some passage text"]), again.encode_passages(passages, show_progress=False))
     assert again.passage_fingerprint() == enc.passage_fingerprint()
@@ -98,7 +100,8 @@ def test_bf16_passage_encoding_is_close_and_leaves_the_model_in_fp32(tiny_model_
 def test_bf16_index_has_its_own_cache_entry(tiny_model_dir, toy_passages):
     import warnings
 
-    from dpr_rag.searcher import cache_dir, dense_index
+    from dpr_rag.paths import cache_dir
+    from dpr_rag.retrieval.searcher import dense_index
 
     enc = DualEncoder.from_pretrained(str(tiny_model_dir))
     with warnings.catch_warnings():

@@ -1,5 +1,6 @@
 """The evaluation harness end to end on a tiny corpus: every QA format, the report schema, the outputs,
 generation (with a fake pipeline), caching, atomic output, and bad inputs exiting 2 with one line."""
+
 from __future__ import annotations
 
 import json
@@ -11,13 +12,16 @@ import types
 import pytest
 
 from dpr_rag.cli_common import run_cli
-from dpr_rag.encoder import DualEncoder
+from dpr_rag.data.passages import load_corpus, save_jsonl
 from dpr_rag.errors import ConfigError
-from dpr_rag.passages import save_jsonl
 from dpr_rag.plots import plot_topk
-from eval import run as eval_run
+from dpr_rag.rag.pipeline import MODES, RagPipeline
+from dpr_rag.retrieval.encoder import DualEncoder
+from eval import harness
+from eval.config import GENERATION_MODES, EvalConfig, parse_ks
+from eval.harness import EvalCancelled, run_evaluation
 from eval.report import FILES
-from eval.run import EvalCancelled, EvalConfig, main, parse_ks, run_evaluation
+from eval.run import main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 QA = [
@@ -85,17 +89,28 @@ def test_full_report_schema_with_all_retrievers_and_cached_rerun(tmp_path, corpu
     original = DualEncoder.encode_passages
     monkeypatch.setattr(DualEncoder, "encode_passages", lambda self, p, **kw: encodes.append(len(p)) or original(self, p, **kw))
     stages = []
-    cfg = config(tmp_path, corpus_file, qa_file, retrievers=["bm25", "dense", "hybrid"], model=str(tiny_model_dir), baseline=False)
+    cfg = config(
+        tmp_path, corpus_file, qa_file, retrievers=["bm25", "dense", "hybrid"], model=str(tiny_model_dir), baseline=False
+    )
     report, out = run_evaluation(cfg, progress=lambda stage, done, total: stages.append((stage, done, total)))
 
     # report.json: the schema of the issue, percent values, k keys as strings
     saved = json.loads((out / "report.json").read_text())
     assert saved == report
-    assert {"n_questions", "retrieval", "qa", "settings", "n_answerable", "n_unanswerable", "answerable", "comparisons",
-            "queries_per_second"} <= set(saved)
+    assert {
+        "n_questions",
+        "retrieval",
+        "qa",
+        "settings",
+        "n_answerable",
+        "n_unanswerable",
+        "answerable",
+        "comparisons",
+        "queries_per_second",
+    } <= set(saved)
     assert list(saved["retrieval"]) == ["bm25", "dense", "hybrid"]
     for block in (saved["retrieval"], saved["answerable"]["retrieval"]):
-        for name, accs in block.items():
+        for accs in block.values():
             assert list(accs) == KS
             assert all(isinstance(v, float) and 0.0 <= v <= 100.0 for v in accs.values())
     assert saved["qa"] == {}
@@ -115,7 +130,7 @@ def test_full_report_schema_with_all_retrievers_and_cached_rerun(tmp_path, corpu
     for name in ("bm25", "dense", "hybrid"):
         ranks = [r["first_hit_rank"][name] for r in rows]
         assert all(rank is None or 1 <= rank <= 8 for rank in ranks)
-        assert all(r["answerable"] for r, rank in zip(rows, ranks) if rank is not None)
+        assert all(r["answerable"] for r, rank in zip(rows, ranks, strict=True) if rank is not None)
         for k in KS:
             assert saved["retrieval"][name][k] == pytest.approx(100 * sum(r is not None and r <= int(k) for r in ranks) / 5)
 
@@ -132,7 +147,9 @@ def test_full_report_schema_with_all_retrievers_and_cached_rerun(tmp_path, corpu
 
     # a rerun loads the cached dense index instead of re-encoding, and replaces the report
     assert encodes == [8]
-    report2, _ = run_evaluation(config(tmp_path, corpus_file, qa_file, retrievers=["dense"], model=str(tiny_model_dir), baseline=False))
+    report2, _ = run_evaluation(
+        config(tmp_path, corpus_file, qa_file, retrievers=["dense"], model=str(tiny_model_dir), baseline=False)
+    )
     assert encodes == [8]
     assert report2["retrieval"]["dense"] == report["retrieval"]["dense"]
     assert list(json.loads((out / "report.json").read_text())["retrieval"]) == ["dense"]
@@ -160,20 +177,24 @@ class FakePipeline:
 def test_generation_scores_each_mode(tmp_path, corpus_file, qa_file, monkeypatch):
     calls = []
 
-    def fake_open_pipeline(**kw):
+    def fake_open(**kw):
         calls.append(kw)
         return FakePipeline()
-    # dpr_rag.answer is imported lazily, by name: a stand-in module works even where the generator cannot load
-    monkeypatch.setitem(sys.modules, "dpr_rag.answer", types.SimpleNamespace(open_pipeline=fake_open_pipeline))
+
+    monkeypatch.setattr(RagPipeline, "open", fake_open)
     cfg = config(tmp_path, corpus_file, qa_file, generate=["sequence", "closed-book"], generator="my-gen", rag_k=3)
     report, out = run_evaluation(cfg)
-    assert calls and calls[0]["generator"] == "my-gen" and calls[0]["k"] == 3 and calls[0]["corpus"] == str(corpus_file)
+    assert calls and calls[0]["generator"] == "my-gen" and calls[0]["k"] == 3
+    # RAG reuses the searcher that retrieval opened: the corpus is not parsed, nor the encoder loaded, a second time
+    assert [p.id for p in calls[0]["searcher"].passages] == [p.id for p in load_corpus(corpus_file)]
     # sequence: EM 1, 1, 0, 0, 0; F1 1, 1, 1/2 (guido | guido van rossum), 2/3 (everest | mount everest), 2/3
     assert report["qa"]["sequence"] == {"em": 40.0, "f1": round(100 * (1 + 1 + 0.5 + 2 / 3 + 2 / 3) / 5, 2)}
     assert report["qa"]["closed-book"] == {"em": 0.0, "f1": 0.0}
     assert report["answerable"]["qa"]["sequence"] == {"em": 50.0, "f1": round(100 * (1 + 1 + 0.5 + 2 / 3) / 4, 2)}
-    assert [(c["a"], c["b"], c["metric"]) for c in report["comparisons"]["qa"]] == [("closed-book", "sequence", "em"),
-                                                                                  ("closed-book", "sequence", "f1")]
+    assert [(c["a"], c["b"], c["metric"]) for c in report["comparisons"]["qa"]] == [
+        ("closed-book", "sequence", "em"),
+        ("closed-book", "sequence", "f1"),
+    ]
     rows = read_per_question(out)
     assert rows[1]["predictions"]["sequence"] == {"answer": "The 1889.", "em": 1.0, "f1": 1.0}
     assert rows[2]["predictions"]["sequence"]["f1"] == 0.5
@@ -183,15 +204,14 @@ def test_generation_scores_each_mode(tmp_path, corpus_file, qa_file, monkeypatch
 
 
 def test_generation_only_without_retrievers(tmp_path, corpus_file, qa_file, monkeypatch):
-    monkeypatch.setitem(sys.modules, "dpr_rag.answer", types.SimpleNamespace(open_pipeline=lambda **kw: FakePipeline()))
+    monkeypatch.setattr(RagPipeline, "open", lambda **kw: FakePipeline())
     report, out = run_evaluation(config(tmp_path, corpus_file, qa_file, retrievers=[], generate=["sequence"]))
     assert report["retrieval"] == {} and report["qa"]["sequence"]["em"] == 40.0
     assert (out / "topk.png").read_bytes()[:8] == PNG_MAGIC
 
 
 def test_generation_modes_match_the_rag_module():
-    rag = pytest.importorskip("dpr_rag.rag")
-    assert set(eval_run.GENERATION_MODES) == set(rag.MODES)
+    assert set(GENERATION_MODES) == set(MODES)
 
 
 def test_failed_or_cancelled_run_leaves_no_report(tmp_path, corpus_file, qa_file, monkeypatch):
@@ -200,7 +220,8 @@ def test_failed_or_cancelled_run_leaves_no_report(tmp_path, corpus_file, qa_file
     def broken(folder, report, per_question):
         (folder / "report.json").write_text("{}")
         raise OSError("disk full")
-    monkeypatch.setattr(eval_run, "write_report", broken)
+
+    monkeypatch.setattr(harness, "write_report", broken)
     with pytest.raises(Exception, match="disk full"):
         run_evaluation(config(tmp_path, corpus_file, qa_file))
     assert not out.exists() and list(tmp_path.glob(".report*")) == []
@@ -225,7 +246,7 @@ def test_out_must_be_new_empty_or_a_previous_report(tmp_path, corpus_file, qa_fi
 
 
 def test_default_out_is_a_timestamped_folder(tmp_path, corpus_file, qa_file, monkeypatch):
-    monkeypatch.setattr(eval_run, "REPORTS_DIR", tmp_path / "reports")
+    monkeypatch.setattr(harness, "REPORTS_DIR", tmp_path / "reports")
     _, first = run_evaluation(config(tmp_path, corpus_file, qa_file, out=None))
     _, second = run_evaluation(config(tmp_path, corpus_file, qa_file, out=None))
     assert first.parent == second.parent == tmp_path / "reports" and first != second
@@ -234,20 +255,35 @@ def test_default_out_is_a_timestamped_folder(tmp_path, corpus_file, qa_file, mon
 
 def test_cli_writes_the_report_and_the_exact_command(tmp_path, corpus_file, qa_file, capsys):
     out = tmp_path / "cli"
-    argv = ["--qa", str(qa_file), "--corpus", str(corpus_file), "--retrievers", "bm25", "--k", "1,5", "--out", str(out), "--quiet"]
+    argv = [
+        "--qa",
+        str(qa_file),
+        "--corpus",
+        str(corpus_file),
+        "--retrievers",
+        "bm25",
+        "--k",
+        "1,5",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "5 questions, 4 answerable" in printed and "top-1" in printed
     assert json.loads((out / "report.json").read_text())["settings"]["command"] == "python -m eval.run " + " ".join(argv)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--retrievers", "bm25,splade"], "unknown retriever 'splade'"),
-    (["--k", "1,x"], "--k must be a comma-separated list"),
-    (["--k", "0,5"], "--k must be a comma-separated list"),
-    (["--limit", "0"], "--limit must be a positive integer"),
-    (["--generate", "beam"], "unknown --generate mode 'beam'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--retrievers", "bm25,splade"], "unknown retriever 'splade'"),
+        (["--k", "1,x"], "--k must be a comma-separated list"),
+        (["--k", "0,5"], "--k must be a comma-separated list"),
+        (["--limit", "0"], "--limit must be a positive integer"),
+        (["--generate", "beam"], "unknown --generate mode 'beam'"),
+    ],
+)
 def test_bad_options_exit_2_with_one_line(tmp_path, corpus_file, qa_file, capsys, args, message):
     with pytest.raises(SystemExit) as exit_info:
         run_cli(main, ["--qa", str(qa_file), "--corpus", str(corpus_file), "--out", str(tmp_path / "r"), "--quiet", *args])
@@ -257,8 +293,9 @@ def test_bad_options_exit_2_with_one_line(tmp_path, corpus_file, qa_file, capsys
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.parametrize("content, message", [("", "file is empty"), ("\n\n", "no questions found"),
-                                              ('{"question": "q"}\n', "missing field 'answer'")])
+@pytest.mark.parametrize(
+    "content, message", [("", "file is empty"), ("\n\n", "no questions found"), ('{"question": "q"}\n', "missing field 'answer'")]
+)
 def test_bad_qa_file_exits_2_with_one_line(tmp_path, corpus_file, capsys, content, message):
     qa = tmp_path / "bad.jsonl"
     qa.write_text(content)
@@ -270,8 +307,9 @@ def test_bad_qa_file_exits_2_with_one_line(tmp_path, corpus_file, capsys, conten
 
 
 def test_module_entry_point_exits_2(tmp_path, qa_file):
-    done = subprocess.run([sys.executable, "-m", "eval.run", "--qa", str(qa_file), "--k", "1,x"], capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "eval.run", "--qa", str(qa_file), "--k", "1,x"], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("error: --k must be")
 

@@ -1,11 +1,12 @@
 """The evaluation metrics (local `evaluate` modules) and the paired bootstrap, on hand-worked examples."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from dpr_rag.answers import first_hit_rank
 from dpr_rag.errors import ConfigError
+from dpr_rag.matching import first_hit_rank
 from eval.bootstrap import paired_bootstrap
 from eval.metrics import METRICS_DIR, load_metric
 
@@ -25,10 +26,10 @@ def squad():
 
 def test_top_k_counts_a_question_from_its_first_hit(top_k):
     predictions = [
-        ["Leonardo da Vinci painted it.", "x", "y"],              # first hit at rank 1
+        ["Leonardo da Vinci painted it.", "x", "y"],  # first hit at rank 1
         ["nothing here", "still nothing", "He was born in 1889."],  # rank 3
-        ["an artist", "art history", "arts"],                    # "art" != "artist"/"arts": token match -> rank 2
-        ["Paris", "France", "Europe"],                           # no hit
+        ["an artist", "art history", "arts"],  # "art" != "artist"/"arts": token match -> rank 2
+        ["Paris", "France", "Europe"],  # no hit
     ]
     references = [["leonardo da vinci"], ["1889"], ["art"], ["Rome", "Italy"]]
     out = top_k.compute(predictions=predictions, references=references, k=[1, 2, 3])
@@ -45,8 +46,9 @@ def test_top_k_beyond_the_retrieved_list_and_single_k(top_k):
 
 
 def test_top_k_regex_mode(top_k):
-    out = top_k.compute(predictions=[["born in 1889", "x"], ["no year"]], references=[[r"18[0-9]{2}"], [r"18[0-9]{2}"]],
-                        k=[1], match="regex")
+    out = top_k.compute(
+        predictions=[["born in 1889", "x"], ["no year"]], references=[[r"18[0-9]{2}"], [r"18[0-9]{2}"]], k=[1], match="regex"
+    )
     assert out["accuracy"] == {1: 50.0}
     # the same pattern as a plain string matches nothing
     assert top_k.compute(predictions=[["born in 1889"]], references=[[r"18[0-9]{2}"]], k=[1])["accuracy"] == {1: 0.0}
@@ -58,7 +60,7 @@ def test_top_k_agrees_with_the_library_rule(top_k):
     predictions = [[" ".join(rng.choice(words, 6)) for _ in range(5)] for _ in range(30)]
     references = [[" ".join(rng.choice(words, 2))] for _ in range(30)]
     out = top_k.compute(predictions=predictions, references=references, k=[1, 5])
-    assert out["first_hit_rank"] == [first_hit_rank(r, p) for p, r in zip(predictions, references)]
+    assert out["first_hit_rank"] == [first_hit_rank(r, p) for p, r in zip(predictions, references, strict=True)]
 
 
 def test_top_k_reports_progress_and_rejects_bad_settings(top_k):
@@ -84,10 +86,10 @@ def test_metric_modules_load_by_file_path_too():
 def test_squad_em_f1_hand_worked(squad):
     predictions = [
         "The Eiffel Tower!",  # normalises to "eiffel tower": EM 1, F1 1
-        "an apple a day",     # articles dropped -> "apple day": EM 1
-        "Tower",              # vs "eiffel tower": P = 1/1, R = 1/2 -> F1 2/3, EM 0
-        "Guido",              # vs "guido van rossum": P = 1, R = 1/3 -> F1 1/2; vs "van rossum": 0 -> best 1/2
-        "Paris",              # no overlap: 0, 0
+        "an apple a day",  # articles dropped -> "apple day": EM 1
+        "Tower",  # vs "eiffel tower": P = 1/1, R = 1/2 -> F1 2/3, EM 0
+        "Guido",  # vs "guido van rossum": P = 1, R = 1/3 -> F1 1/2; vs "van rossum": 0 -> best 1/2
+        "Paris",  # no overlap: 0, 0
     ]
     references = [["Eiffel Tower"], ["Apple day"], ["eiffel tower"], ["Guido van Rossum", "van Rossum"], ["Rome"]]
     out = squad.compute(predictions=predictions, references=references)
@@ -98,7 +100,9 @@ def test_squad_em_f1_hand_worked(squad):
 
 
 def test_squad_best_of_several_answers_and_punctuation(squad):
-    out = squad.compute(predictions=["U.S.A.", "the  Louvre"], references=[["usa", "United States"], ["Musée du Louvre", "louvre"]])
+    out = squad.compute(
+        predictions=["U.S.A.", "the  Louvre"], references=[["usa", "United States"], ["Musée du Louvre", "louvre"]]
+    )
     assert out["exact_match"] == 100.0 and out["f1"] == 100.0
 
 

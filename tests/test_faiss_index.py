@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from dpr_rag.errors import ConfigError, DataFormatError
-from dpr_rag.faiss_index import DenseIndex
+from dpr_rag.retrieval.faiss_index import DenseIndex
 
 
 def unit_vectors(n, d=16, seed=0):
@@ -27,7 +27,7 @@ def test_incremental_add_equals_one_add():
     twice.add(x[:120])
     twice.add(x[120:])
     assert len(twice) == 300
-    for a, b in zip(once.search(q, 7), twice.search(q, 7)):
+    for a, b in zip(once.search(q, 7), twice.search(q, 7), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -46,7 +46,7 @@ def test_save_load_gives_identical_results(tmp_path, kind):
     assert loaded.reconstruct(np.array([0, 5])).shape == (2, 16)
     # Approximate indexes still find most of the exact top-20.
     exact = np.argsort(-(q @ x.T), axis=1)[:, :20]
-    recall = np.mean([len(set(a) & set(b)) / 20 for a, b in zip(after[1], exact)])
+    recall = np.mean([len(set(a) & set(b)) / 20 for a, b in zip(after[1], exact, strict=True)])
     assert recall >= (1.0 if kind == "flat" else 0.98 if kind == "fp16" else 0.5)
 
 
@@ -78,6 +78,7 @@ def test_failed_save_leaves_previous_index(tmp_path, monkeypatch):
 
     def crash(*a):
         raise RuntimeError("disk full")
+
     monkeypatch.setattr(faiss, "write_index", crash)
     with pytest.raises(RuntimeError):
         bigger.save(tmp_path / "idx")
@@ -87,7 +88,7 @@ def test_failed_save_leaves_previous_index(tmp_path, monkeypatch):
 
 def recall_at(index: DenseIndex, x: np.ndarray, q: np.ndarray, k: int = 20) -> float:
     exact = np.argsort(-(q @ x.T), axis=1)[:, :k]
-    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(index.search(q, k)[1], exact)]))
+    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(index.search(q, k)[1], exact, strict=True)]))
 
 
 def test_search_parameters_trade_speed_for_recall_and_survive_save(tmp_path):

@@ -1,5 +1,6 @@
 """Injected faults: SIGKILL in the middle of a training step, of a checkpoint write and of an index build; a full
 disk and an unwritable cache folder. After each, the last good state is intact and work resumes from it."""
+
 import errno
 import json
 import os
@@ -13,10 +14,10 @@ from test_trainer import config, dpr_json  # noqa: F401  (dpr_json is a fixture)
 
 from dpr_rag import index as index_cli
 from dpr_rag.cli_common import run_cli
-from dpr_rag.passages import Passage, save_jsonl
-from dpr_rag.searcher import Searcher
+from dpr_rag.data.passages import Passage, save_jsonl
+from dpr_rag.retrieval.searcher import Searcher
 from dpr_rag.storage import atomic_dir, recover
-from dpr_rag.trainer import train
+from dpr_rag.training.trainer import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -45,8 +46,9 @@ def die_on_call(dotted, n):
 
 def run_killed(code: str) -> subprocess.CompletedProcess:
     """Run `code` in a fresh interpreter (with `die_on_call`); expect it to die by SIGKILL."""
-    proc = subprocess.run([sys.executable, "-c", KILLER + textwrap.dedent(code)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLER + textwrap.dedent(code)], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == -9, proc.stderr[-2000:]
     return proc
 
@@ -63,7 +65,7 @@ def test_training_killed_with_sigkill_resumes_from_the_last_checkpoint(tmp_path,
     # "checkpoint write": killed while checkpoint 2 is half written (its optimizer.pt saved, scheduler.pt not).
     patch = ("torch.optim.AdamW.step", 3) if where == "optimizer step" else ("torch.save", 5)
     run_killed(f"""
-        from dpr_rag.trainer import TrainConfig, train
+        from dpr_rag.training.trainer import TrainConfig, train
         die_on_call({patch[0]!r}, {patch[1]})
         train(TrainConfig(**{cfg.__dict__!r}))
     """)
@@ -89,7 +91,7 @@ def test_index_build_killed_with_sigkill_leaves_the_previous_index_serving(tmp_p
     assert index_cli.main(["--corpus", old, "--model", model, "--out", str(out)]) == 0
     before = Searcher.open(index=out, model=model, show_progress=False).search(["topic 3"], 3, retriever="hybrid")
     new = corpus(tmp_path, "new.jsonl", 20)
-    patch = "dpr_rag.encoder.DualEncoder.encode_passages" if where == "encoding" else "faiss.write_index"
+    patch = "dpr_rag.retrieval.encoder.DualEncoder.encode_passages" if where == "encoding" else "faiss.write_index"
     run_killed(f"""
         from dpr_rag import index
         die_on_call({patch!r}, 1)
@@ -108,6 +110,7 @@ def test_a_full_disk_is_reported_and_the_previous_index_kept(tmp_path, tiny_mode
 
     def no_space(*a, **k):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
     monkeypatch.setattr(faiss, "write_index", no_space)
     with pytest.raises(SystemExit) as exit_info:
         run_cli(index_cli.main, ["--corpus", corpus(tmp_path, "new.jsonl", 20), "--model", model, "--out", str(out)])
@@ -124,7 +127,8 @@ def tiny_filesystem(tmp_path):
     mount = tmp_path / "tiny"
     mount.mkdir()
     try:
-        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True).returncode == 0
+        command = ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)]
+        mounted = subprocess.run(command, capture_output=True).returncode == 0
     except OSError:  # no mount command at all
         mounted = False
     if not mounted:
@@ -135,7 +139,9 @@ def tiny_filesystem(tmp_path):
         subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
-def test_a_really_full_disk_names_the_path_and_leaves_nothing_behind(tiny_filesystem, monkeypatch, capsys, toy_passages, tmp_path):
+def test_a_really_full_disk_names_the_path_and_leaves_nothing_behind(
+    tiny_filesystem, monkeypatch, capsys, toy_passages, tmp_path
+):
     monkeypatch.setenv("DPR_RAG_CACHE", str(tiny_filesystem / "cache"))
     big = tmp_path / "big.jsonl"
     save_jsonl([Passage(str(i), f"T{i}", f"word{i} " * 60) for i in range(2000)], big)  # ~1 MB: does not fit

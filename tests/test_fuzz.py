@@ -1,6 +1,7 @@
 """Property tests (hypothesis): every input parser, fed random bytes, wrong encodings, huge lines and records with
 missing or mistyped fields, either returns records or raises the project's own DataFormatError naming the file.
 And the answer-matching rules hold their algebraic properties on arbitrary text."""
+
 import json
 import string
 
@@ -8,22 +9,33 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from dpr_rag.answers import CorpusAnswerIndex, exact_match, has_answer, normalize_answer, token_f1
+from dpr_rag.data.passages import Passage, load_corpus, load_jsonl, load_tsv
+from dpr_rag.data.qa import QAExample, load_dpr_csv, load_dpr_json, load_nq_open, load_qa
 from dpr_rag.errors import DataFormatError
-from dpr_rag.passages import Passage, load_corpus, load_jsonl, load_tsv
-from dpr_rag.qa import QAExample, load_dpr_csv, load_dpr_json, load_nq_open, load_qa
+from dpr_rag.matching import CorpusAnswerIndex, exact_match, has_answer, normalize_answer, token_f1
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 PARSERS = {  # file suffix -> parser; load_corpus / load_qa dispatch to the same by suffix
-    "passages.tsv": load_tsv, "passages.jsonl": load_jsonl, "qa.jsonl": load_nq_open, "qa.json": load_dpr_json, "qa.csv": load_dpr_csv,
-    "corpus.tsv": load_corpus, "corpus.jsonl": load_corpus, "any.json": load_qa, "any.csv": load_qa,
+    "passages.tsv": load_tsv,
+    "passages.jsonl": load_jsonl,
+    "qa.jsonl": load_nq_open,
+    "qa.json": load_dpr_json,
+    "qa.csv": load_dpr_csv,
+    "corpus.tsv": load_corpus,
+    "corpus.jsonl": load_corpus,
+    "any.json": load_qa,
+    "any.csv": load_qa,
 }
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
-field_names = st.sampled_from(["id", "title", "text", "question", "answer", "answers", "positive_ctxs", "hard_negative_ctxs", "x"])
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+field_names = st.sampled_from(
+    ["id", "title", "text", "question", "answer", "answers", "positive_ctxs", "hard_negative_ctxs", "x"]
+)
 records = st.dictionaries(field_names, json_values, max_size=6)
 tsv_cells = st.lists(st.sampled_from(list("ab \t\"'[],\\\n\ré\x00") + ["id", "text", "title"]), max_size=12).map("".join)
 
@@ -95,7 +107,7 @@ def test_valid_files_survive_the_round_trip(tmp_path):
     # The positive case the random inputs rarely hit: a well-formed file of each kind parses to the records written.
     (tmp_path / "qa.csv").write_text('who wrote hamlet?\t["William Shakespeare", "Shakespeare"]\n')
     assert load_dpr_csv(tmp_path / "qa.csv")[0].answers == ["William Shakespeare", "Shakespeare"]
-    (tmp_path / "p.tsv").write_text("id\ttext\ttitle\n1\t\"quoted\ttab\" text\tT\n")
+    (tmp_path / "p.tsv").write_text('id\ttext\ttitle\n1\t"quoted\ttab" text\tT\n')
     assert load_tsv(tmp_path / "p.tsv")[0].text == "quoted\ttab text"
 
 

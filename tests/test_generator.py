@@ -1,21 +1,30 @@
 """The RAG generator on tiny random models (a causal GPT-2 and a seq2seq BART) built offline, checked against
 brute-force one-row, token-by-token computations; one slow test on the real default Gemma 3 270M."""
+
 from __future__ import annotations
 
 import os
 
 import pytest
 import torch
-from tokenizers import ByteLevelBPETokenizer, processors
-from transformers import (BartConfig, BartForConditionalGeneration, GPT2Config, GPT2LMHeadModel, LogitsProcessor, LogitsProcessorList,
-                          PreTrainedTokenizerFast)
-
 from rag_helpers import brute_next
+from tokenizers import ByteLevelBPETokenizer, processors
+from transformers import (
+    BartConfig,
+    BartForConditionalGeneration,
+    GPT2Config,
+    GPT2LMHeadModel,
+    LogitsProcessor,
+    LogitsProcessorList,
+    PreTrainedTokenizerFast,
+)
 
+from dpr_rag.data.passages import Passage
 from dpr_rag.errors import ConfigError
-from dpr_rag.generator import Generator
-from dpr_rag.passages import Passage
-from dpr_rag.prompting import prompt
+from dpr_rag.rag.causal_generator import CausalGenerator
+from dpr_rag.rag.generator import Generator
+from dpr_rag.rag.prompting import prompt
+from dpr_rag.rag.seq2seq_generator import Seq2SeqGenerator
 
 USER_CACHE = os.environ.get("DPR_RAG_CACHE")  # read before conftest's per-test cache replaces it
 CONTEXT = 128  # both tiny models' max_position_embeddings
@@ -44,11 +53,19 @@ def _bpe(special: list[str]) -> ByteLevelBPETokenizer:
 def gpt2_dir(tmp_path_factory):
     """Tiny GPT-2 whose tokenizer, like GPT-2's, has an eos token but no pad token."""
     folder = tmp_path_factory.mktemp("tiny-gpt2")
-    tok = PreTrainedTokenizerFast(tokenizer_object=_bpe(["<|endoftext|>"])._tokenizer, eos_token="<|endoftext|>",
-                                  bos_token="<|endoftext|>")
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=_bpe(["<|endoftext|>"])._tokenizer, eos_token="<|endoftext|>", bos_token="<|endoftext|>"
+    )
     torch.manual_seed(0)
-    config = GPT2Config(vocab_size=len(tok), n_positions=CONTEXT, n_embd=32, n_layer=2, n_head=2,
-                        bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
+    config = GPT2Config(
+        vocab_size=len(tok),
+        n_positions=CONTEXT,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=tok.eos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     GPT2LMHeadModel(config).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
@@ -60,11 +77,26 @@ def bart_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny-bart")
     bpe = _bpe(["<s>", "<pad>", "</s>", "<unk>"])
     bpe._tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=bpe._tokenizer, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
     torch.manual_seed(0)
-    config = BartConfig(vocab_size=len(tok), d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
-                        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=CONTEXT,
-                        pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=2, forced_bos_token_id=None)
+    config = BartConfig(
+        vocab_size=len(tok),
+        d_model=32,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_position_embeddings=CONTEXT,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        decoder_start_token_id=2,
+        forced_bos_token_id=None,
+    )
     BartForConditionalGeneration(config).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
@@ -96,12 +128,30 @@ def test_loading(gpt2_dir, bart_dir):
     assert b.encode_target("Paris")[0] == 0 and b.encode_target("Paris")[-1] == 2  # <s> Paris </s>
 
 
+def test_one_class_per_kind(gpt2_dir, bart_dir):
+    """`from_pretrained` and `wrap` pick the subclass of the model's kind; the base class is abstract."""
+    g, b = Generator.from_pretrained(gpt2_dir), Generator.from_pretrained(bart_dir)
+    assert type(g) is CausalGenerator and type(b) is Seq2SeqGenerator
+    assert type(Generator.wrap(g.model, g.tokenizer)) is CausalGenerator
+    assert type(Seq2SeqGenerator.wrap(b.model, b.tokenizer, max_length=64)) is Seq2SeqGenerator
+    with pytest.raises(TypeError):
+        Generator(g.model, g.tokenizer)  # type: ignore[abstract]  # the abstract base is not a generator itself
+    with pytest.raises(ConfigError, match="cannot run this model"):
+        Seq2SeqGenerator(g.model, g.tokenizer)
+    # The longest target that leaves room for an input: a causal LM keeps one input token before it.
+    assert g.max_target_tokens == CONTEXT - 1 and b.max_target_tokens == CONTEXT
+    g.target_logprobs(INPUTS[:1], [[5] * g.max_target_tokens])
+    b.target_logprobs(INPUTS[:1], [[5] * b.max_target_tokens])
+    with pytest.raises(ConfigError):
+        g.target_logprobs(INPUTS[:1], [[5] * (g.max_target_tokens + 1)])
+
+
 def test_tokenizer_without_pad_or_eos():
     bpe = _bpe([])
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer)
     model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=CONTEXT, n_embd=32, n_layer=1, n_head=2))
     with pytest.raises(ConfigError, match="neither a pad nor an eos"):
-        Generator(model, tok)
+        Generator.wrap(model, tok)
 
 
 def test_target_logprobs_match_brute_force(gen):
@@ -110,7 +160,7 @@ def test_target_logprobs_match_brute_force(gen):
     assert logp.shape == mask.shape == (3, max(len(t) for t in targets))
     assert mask.sum(1).tolist() == [len(t) for t in targets]
     assert (logp[mask == 0] == 0).all()
-    for n, (inp, tgt) in enumerate(zip(INPUTS, targets)):
+    for n, (inp, tgt) in enumerate(zip(INPUTS, targets, strict=True)):
         expected = brute_logprobs(gen, gen.tokenizer(inp)["input_ids"], tgt)
         torch.testing.assert_close(logp[n, : len(tgt)], torch.tensor(expected), atol=1e-5, rtol=1e-4)
 
@@ -135,7 +185,7 @@ def test_next_token_logprobs_padding_invariant(gen):
     prefixes = [[], gen.encode_target("Leonardo da")[:3], gen.encode_target("G")[:1]]
     batch = gen.next_token_logprobs(INPUTS, prefixes)
     assert batch.shape == (3, gen.model.config.vocab_size) and not batch.requires_grad
-    for n, (inp, prefix) in enumerate(zip(INPUTS, prefixes)):
+    for n, (inp, prefix) in enumerate(zip(INPUTS, prefixes, strict=True)):
         torch.testing.assert_close(batch[n], gen.next_token_logprobs([inp], [prefix])[0], atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(batch[n], brute_next(gen, gen.tokenizer(inp)["input_ids"], prefix), atol=1e-5, rtol=1e-4)
 
@@ -162,7 +212,9 @@ def test_generate_padding_invariant_and_kwargs(gen):
             forced[:, token] = 0
             return forced
 
-    out = gen.generate(INPUTS, max_new_tokens=3, num_beams=2, num_return_sequences=2, logits_processor=LogitsProcessorList([Force()]))
+    out = gen.generate(
+        INPUTS, max_new_tokens=3, num_beams=2, num_return_sequences=2, logits_processor=LogitsProcessorList([Force()])
+    )
     assert out == [[gen.decode([token] * 3)]] * len(INPUTS)
 
 
@@ -185,7 +237,7 @@ def test_too_long_input_is_truncated_from_the_left(gen):
     assert len(full) > CONTEXT
     room = CONTEXT if gen.is_encoder_decoder else CONTEXT - len(target)
     head = 1 if gen.is_encoder_decoder else 0  # BART's <s> is kept; GPT-2 adds no special token in front
-    kept = full[:head] + full[len(full) - (room - head):]
+    kept = full[:head] + full[len(full) - (room - head) :]
     logp, mask = gen.target_logprobs([long_input, INPUTS[1]], ["Paris", TARGETS[1]])
     torch.testing.assert_close(logp[0, : len(target)], torch.tensor(brute_logprobs(gen, kept, target)), atol=1e-5, rtol=1e-4)
     assert torch.isfinite(gen.next_token_logprobs([long_input], [target[:1]])).all()

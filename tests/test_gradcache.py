@@ -3,9 +3,9 @@ import contextlib
 import pytest
 import torch
 
-from dpr_rag.encoder import DualEncoder
-from dpr_rag.gradcache import grad_cache_backward
-from dpr_rag.losses import dpr_nll_loss
+from dpr_rag.retrieval.encoder import DualEncoder
+from dpr_rag.training.dpr_loss import dpr_nll_loss
+from dpr_rag.training.gradcache import grad_cache_backward
 
 QUESTIONS = [f"question {i} about topic {i % 3}" for i in range(6)]
 PASSAGES = [(f"Title {i}", f"passage {i} text " + "word " * i) for i in range(12)]
@@ -14,16 +14,19 @@ PASSAGES = [(f"Title {i}", f"passage {i} text " + "word " * i) for i in range(12
 def grads(encoder, use_cache: bool, chunk: int, seed: int = 0):
     encoder.zero_grad(set_to_none=True)
     q = encoder.tokenize_queries(QUESTIONS)
-    from dpr_rag.passages import Passage
+    from dpr_rag.data.passages import Passage
+
     p = encoder.tokenize_passages([Passage(str(i), t, x) for i, (t, x) in enumerate(PASSAGES)])
     positive = torch.arange(6) * 2
 
     def loss_fn(qv, pv):
         out = dpr_nll_loss(qv, pv, positive)
         return out.loss, out.correct
+
     torch.manual_seed(seed)
     if use_cache:
-        loss, _ = grad_cache_backward([(encoder.query_encoder, q), (encoder.passage_encoder, p)], loss_fn, chunk, contextlib.nullcontext)
+        towers = [(encoder.query_encoder, q), (encoder.passage_encoder, p)]
+        loss, _ = grad_cache_backward(towers, loss_fn, chunk, contextlib.nullcontext)
     else:
         loss, _ = loss_fn(encoder.query_encoder(**q), encoder.passage_encoder(**p))
         loss.backward()

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from dpr_rag.losses import dpr_nll_loss, duplicate_positive_mask
+from dpr_rag.training.dpr_loss import dpr_nll_loss, duplicate_positive_mask
 
 
 def test_nll_matches_hand_computation():
@@ -54,7 +54,7 @@ def test_gradients_flow_to_both_towers():
 
 
 # ---- RAG marginals ------------------------------------------------------------------------------------
-from dpr_rag.losses import passage_posterior, rag_sequence_logprob, rag_token_logprob  # noqa: E402
+from dpr_rag.rag.marginals import passage_posterior, rag_sequence_logprob, rag_token_logprob  # noqa: E402
 
 
 def brute_force(doc_p, tok_p, lengths):
@@ -79,8 +79,13 @@ def test_rag_marginals_equal_brute_force():
     assert rag_sequence_logprob(doc_logp, tok_logp, mask).exp().tolist() == pytest.approx(seq, rel=1e-9)
     assert rag_token_logprob(doc_logp, tok_logp, mask).exp().tolist() == pytest.approx(tok, rel=1e-9)
     post = passage_posterior(doc_logp, tok_logp, mask)
-    expected_post = [[doc_logp.exp()[b, k].item() * math.prod(tok_logp.exp()[b, k, t].item() for t in range(lengths[b])) / seq[b]
-                      for k in range(K)] for b in range(B)]
+    expected_post = [
+        [
+            doc_logp.exp()[b, k].item() * math.prod(tok_logp.exp()[b, k, t].item() for t in range(lengths[b])) / seq[b]
+            for k in range(K)
+        ]
+        for b in range(B)
+    ]
     assert post.tolist() == [pytest.approx(row, rel=1e-9) for row in expected_post]
 
 

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
+from dpr_rag.data.defaults import default_corpus
+from dpr_rag.data.passages import Passage, corpus_fingerprint, load_corpus, load_jsonl, load_tsv, save_jsonl, split_document
 from dpr_rag.errors import DataFormatError
-from dpr_rag.passages import (Passage, corpus_fingerprint, default_corpus, load_corpus, load_jsonl, load_tsv, save_jsonl,
-                              split_document)
 
 
 def write(path, text, mode="w"):
@@ -25,18 +25,21 @@ def test_jsonl_reads_and_defaults_title(tmp_path):
     assert load_jsonl(f) == [Passage("7", "", "x y"), Passage("b", "T", "z")]
 
 
-@pytest.mark.parametrize("name,content,message", [
-    ("c.tsv", "id\ttext\ttitle\n1\tok\tT\n2\tonly two\n", "c.tsv:3: expected 3 tab-separated fields"),
-    ("c.tsv", "id\ttitle\ttext\n1\tT\tok\n", "c.tsv:1: expected the header"),
-    ("c.tsv", "id\ttext\ttitle\n1\t\tT\n", "c.tsv:2: empty text"),
-    ("c.jsonl", '{"id": 1, "text": "a"}\n{"id": 2, "text": \n', "c.jsonl:2: invalid JSON"),
-    ("c.jsonl", '{"id": 1, "text": "a"}\n{"id": 2}\n', "c.jsonl:2: missing field 'text'"),
-    ("c.jsonl", '[1, 2]\n', "c.jsonl:1: expected a JSON object"),
-    ("c.jsonl", '{"id": 1, "text": "a"}\n{"id": 1, "text": "b"}\n', "duplicate passage id '1'"),
-    ("c.jsonl", "\n\n", "no passages found"),
-    ("c.jsonl", "", "file is empty"),
-    ("c.xml", "<x/>", "unknown corpus format"),
-])
+@pytest.mark.parametrize(
+    "name,content,message",
+    [
+        ("c.tsv", "id\ttext\ttitle\n1\tok\tT\n2\tonly two\n", "c.tsv:3: expected 3 tab-separated fields"),
+        ("c.tsv", "id\ttitle\ttext\n1\tT\tok\n", "c.tsv:1: expected the header"),
+        ("c.tsv", "id\ttext\ttitle\n1\t\tT\n", "c.tsv:2: empty text"),
+        ("c.jsonl", '{"id": 1, "text": "a"}\n{"id": 2, "text": \n', "c.jsonl:2: invalid JSON"),
+        ("c.jsonl", '{"id": 1, "text": "a"}\n{"id": 2}\n', "c.jsonl:2: missing field 'text'"),
+        ("c.jsonl", "[1, 2]\n", "c.jsonl:1: expected a JSON object"),
+        ("c.jsonl", '{"id": 1, "text": "a"}\n{"id": 1, "text": "b"}\n', "duplicate passage id '1'"),
+        ("c.jsonl", "\n\n", "no passages found"),
+        ("c.jsonl", "", "file is empty"),
+        ("c.xml", "<x/>", "unknown corpus format"),
+    ],
+)
 def test_bad_corpus_files_name_file_and_line(tmp_path, name, content, message):
     f = write(tmp_path / name, content)
     with pytest.raises(DataFormatError, match=message.replace("(", r"\(").replace(")", r"\)")):

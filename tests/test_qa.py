@@ -2,26 +2,33 @@ import json
 
 import pytest
 
+from dpr_rag.data.qa import answer_strings, load_dpr_csv, load_dpr_json, load_fanoutqa, load_nq_open, load_qa
 from dpr_rag.errors import DataFormatError
-from dpr_rag.qa import answer_strings, load_dpr_csv, load_dpr_json, load_fanoutqa, load_nq_open, load_qa
 
 
 def test_nq_open_jsonl(tmp_path):
     f = tmp_path / "q.jsonl"
-    f.write_text('{"question": "who wrote hamlet", "answer": ["Shakespeare", "William Shakespeare"], "extra": 1}\n\n'
-                 '{"question": "capital of france", "answer": ["Paris"]}\n')
+    f.write_text(
+        '{"question": "who wrote hamlet", "answer": ["Shakespeare", "William Shakespeare"], "extra": 1}\n\n'
+        '{"question": "capital of france", "answer": ["Paris"]}\n'
+    )
     ex = load_nq_open(f)
-    assert [(e.question, e.answers) for e in ex] == [("who wrote hamlet", ["Shakespeare", "William Shakespeare"]),
-                                                     ("capital of france", ["Paris"])]
+    assert [(e.question, e.answers) for e in ex] == [
+        ("who wrote hamlet", ["Shakespeare", "William Shakespeare"]),
+        ("capital of france", ["Paris"]),
+    ]
 
 
-@pytest.mark.parametrize("content,message", [
-    ('{"question": "q", "answer": []}\n', "q.jsonl:1: no non-empty answer"),
-    ('{"answer": ["a"]}\n', "q.jsonl:1: missing field 'question'"),
-    ('{"question": "ok", "answer": ["a"]}\n{"question": "", "answer": ["a"]}\n', "q.jsonl:2: field 'question'"),
-    ('{"question": "q", "answer": [1]}\n', "q.jsonl:1: answers must be a list of strings"),
-    ('not json\n', "q.jsonl:1: invalid JSON"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ('{"question": "q", "answer": []}\n', "q.jsonl:1: no non-empty answer"),
+        ('{"answer": ["a"]}\n', "q.jsonl:1: missing field 'question'"),
+        ('{"question": "ok", "answer": ["a"]}\n{"question": "", "answer": ["a"]}\n', "q.jsonl:2: field 'question'"),
+        ('{"question": "q", "answer": [1]}\n', "q.jsonl:1: answers must be a list of strings"),
+        ("not json\n", "q.jsonl:1: invalid JSON"),
+    ],
+)
 def test_nq_open_errors(tmp_path, content, message):
     f = tmp_path / "q.jsonl"
     f.write_text(content)
@@ -30,8 +37,15 @@ def test_nq_open_errors(tmp_path, content, message):
 
 
 def test_dpr_retriever_json(tmp_path):
-    data = [{"question": "q1", "answers": ["a"], "positive_ctxs": [{"title": "T", "text": "a b", "passage_id": "5"}],
-             "negative_ctxs": [], "hard_negative_ctxs": [{"title": "H", "text": "c", "psg_id": 9}]}]
+    data = [
+        {
+            "question": "q1",
+            "answers": ["a"],
+            "positive_ctxs": [{"title": "T", "text": "a b", "passage_id": "5"}],
+            "negative_ctxs": [],
+            "hard_negative_ctxs": [{"title": "H", "text": "c", "psg_id": 9}],
+        }
+    ]
     f = tmp_path / "train.json"
     f.write_text(json.dumps(data))
     (e,) = load_dpr_json(f)
@@ -43,8 +57,7 @@ def test_dpr_retriever_json(tmp_path):
 
 def test_dpr_csv_parses_literals_without_eval(tmp_path):
     f = tmp_path / "nq-test.csv"
-    f.write_text("who got the first nobel prize in physics\t['Wilhelm Conrad Röntgen']\n"
-                 'when was it\t["1901", "in 1901"]\n')
+    f.write_text('who got the first nobel prize in physics\t[\'Wilhelm Conrad Röntgen\']\nwhen was it\t["1901", "in 1901"]\n')
     ex = load_qa(f)
     assert [e.answers for e in ex] == [["Wilhelm Conrad Röntgen"], ["1901", "in 1901"]]
     f.write_text("q\t__import__('os').system('echo pwned')\n")

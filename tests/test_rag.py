@@ -2,6 +2,7 @@
 a tiny GPT-2 (or BART) generator. The marginals and the decoders are checked against brute-force computations on
 single unpadded rows, and bad input end to end (training and hot-swapping: test_rag_training.py). One slow test uses
 the real default models (--run-slow)."""
+
 from __future__ import annotations
 
 import math
@@ -13,12 +14,11 @@ import torch
 from rag_helpers import CONTEXT, QA, SECRET_Q, brute_next, pipeline, secret
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from dpr_rag.answer import open_pipeline
+from dpr_rag.data.passages import Passage
 from dpr_rag.errors import ConfigError
-from dpr_rag.generator import Generator
-from dpr_rag.passages import Passage
-from dpr_rag.prompting import first_line, prompt
-from dpr_rag.rag import RagPipeline, _MixturePerQuestion
+from dpr_rag.rag.generator import Generator
+from dpr_rag.rag.pipeline import RagPipeline, _MixturePerQuestion
+from dpr_rag.rag.prompting import first_line, prompt
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 USER_CACHE = os.environ.get("DPR_RAG_CACHE")  # read before conftest's per-test cache replaces it
@@ -45,7 +45,7 @@ def brute_marginals(pipe: RagPipeline, question: str, answer: str) -> tuple[floa
         ids = gen.tokenizer(prompt(question, pipe.retriever.passages[i]))["input_ids"]
         assert len(ids) + len(target) <= CONTEXT  # nothing truncated: the brute force sees the whole input
         probs.append([math.exp(brute_next(gen, ids, target[:t], torch.float64)[target[t]].item()) for t in range(len(target))])
-    sequence = sum(p * math.prod(row) for p, row in zip(prior, probs))
+    sequence = sum(p * math.prod(row) for p, row in zip(prior, probs, strict=True))
     token = math.prod(sum(prior[z] * probs[z][t] for z in range(len(top))) for t in range(len(target)))
     return math.log(sequence), math.log(token)
 
@@ -56,7 +56,7 @@ def test_marginals_match_brute_force(arch, tiny_model_dir, toy_passages, gpt2_di
     questions, answers = [q for q, _ in QA[:3]], [a for _, a in QA[:3]]  # answers of different lengths: padding
     with torch.no_grad():
         got = {mode: pipe.marginal_logprob(questions, answers, mode) for mode in ("sequence", "token")}
-    for b, (q, a) in enumerate(zip(questions, answers)):
+    for b, (q, a) in enumerate(zip(questions, answers, strict=True)):
         sequence, token = brute_marginals(pipe, q, a)
         assert got["sequence"][b].item() == pytest.approx(sequence, abs=2e-4)
         assert got["token"][b].item() == pytest.approx(token, abs=2e-4)
@@ -86,8 +86,9 @@ def test_one_passage_modes_agree(tiny_model_dir, toy_passages, gpt2_dir):
     pipe = pipeline(tiny_model_dir, toy_passages, gpt2_dir, k=1)
     questions, answers = [q for q, _ in QA[:4]], [a for _, a in QA[:4]]
     with torch.no_grad():
-        torch.testing.assert_close(pipe.marginal_logprob(questions, answers, "token"),
-                                   pipe.marginal_logprob(questions, answers, "sequence"))
+        torch.testing.assert_close(
+            pipe.marginal_logprob(questions, answers, "token"), pipe.marginal_logprob(questions, answers, "sequence")
+        )
     for q in questions:
         token, sequence = pipe.answer(q, "token"), pipe.answer(q, "sequence", num_beams=1)  # both greedy
         assert token.answer == sequence.answer
@@ -119,7 +120,7 @@ def test_token_decoding_is_the_mixture(arch, tiny_model_dir, toy_passages, gpt2_
     assert any(expected)  # random models still say something
     assert [a.answer for a in pipe.answer_batch(questions, "token")] == expected
     # The mixture differs from any single passage's greedy answer somewhere, or this test would prove little.
-    inputs = [prompt(q, h.passage) for q, row in zip(questions, pipe.retrieve(questions)[0]) for h in row]
+    inputs = [prompt(q, h.passage) for q, row in zip(questions, pipe.retrieve(questions)[0], strict=True) for h in row]
     singles = pipe.generator.generate(inputs, 5, num_beams=1, num_return_sequences=1)
     assert any(s[0] != expected[i // 3] for i, s in enumerate(singles))
 
@@ -128,14 +129,15 @@ def test_token_beam_search_keeps_the_passages_in_lockstep(tiny_model_dir, toy_pa
     pipe = pipeline(tiny_model_dir, toy_passages, gpt2_dir, k=3, max_new_tokens=6)
     questions = [q for q, _ in QA[:2]]
     hits, doc_logp = pipe.retrieve(questions)
-    inputs = [prompt(q, h.passage) for q, row in zip(questions, hits) for h in row]
+    inputs = [prompt(q, h.passage) for q, row in zip(questions, hits, strict=True) for h in row]
     for beams in (1, 3):
         processors = LogitsProcessorList([_MixturePerQuestion(doc_logp, beams)])
         out = pipe.generator.generate(inputs, 6, num_beams=beams, num_return_sequences=1, logits_processor=processors)
         for b in range(len(questions)):
             assert out[b * 3] == out[b * 3 + 1] == out[b * 3 + 2]  # all K rows decode the same mixture
-        unstopped = pipe.generator.generate(inputs, 6, num_beams=beams, num_return_sequences=1, logits_processor=processors,
-                                            stop_at_newline=False)
+        unstopped = pipe.generator.generate(
+            inputs, 6, num_beams=beams, num_return_sequences=1, logits_processor=processors, stop_at_newline=False
+        )
         if beams == 1:
             assert out == unstopped  # stopping at the end of the answer never changes a greedy answer
     answers = pipe.answer_batch(questions, "token", num_beams=3)
@@ -181,8 +183,14 @@ def test_generation_stops_at_the_end_of_the_line(gpt2_dir, beams):
     for forced, steps in ((apple + newline + x * 6, len(apple) + 1), (newline + apple + newline + x * 6, len(apple) + 2)):
         for stop in (True, False):
             calls.clear()
-            out = gen.generate([source], 8, num_beams=beams, num_return_sequences=1, stop_at_newline=stop,
-                               logits_processor=LogitsProcessorList([Force(forced, start)]))
+            out = gen.generate(
+                [source],
+                8,
+                num_beams=beams,
+                num_return_sequences=1,
+                stop_at_newline=stop,
+                logits_processor=LogitsProcessorList([Force(forced, start)]),
+            )
             assert out == [["apple"]]
             prefill = 1 if beams > 1 else 0  # beam search runs the prompt once beforehand (shared by the beams)
             assert len(calls) == prefill + (steps if stop else 8)  # stops right after the answer's newline
@@ -193,15 +201,22 @@ def test_beam_search_shares_the_prompt_cache(tiny_model_dir, toy_passages, gpt2_
     pipe = pipeline(tiny_model_dir, toy_passages, gpt2_dir, k=3, max_new_tokens=6)
     questions = [q for q, _ in QA[:2]]
     hits, doc_logp = pipe.retrieve(questions)
-    inputs = [prompt(q, h.passage) for q, row in zip(questions, hits) for h in row]
+    inputs = [prompt(q, h.passage) for q, row in zip(questions, hits, strict=True) for h in row]
     gen = pipe.generator
     results = {}
     for share in (True, False):
         gen.share_prompt_cache = share
-        results[share] = (gen.generate(inputs, 6, num_beams=3, num_return_sequences=3),
-                          gen.generate(inputs, 6, num_beams=2, num_return_sequences=1,
-                                       logits_processor=LogitsProcessorList([_MixturePerQuestion(doc_logp, 2)])),
-                          [a.answer for a in pipe.answer_batch(questions, "sequence")])
+        results[share] = (
+            gen.generate(inputs, 6, num_beams=3, num_return_sequences=3),
+            gen.generate(
+                inputs,
+                6,
+                num_beams=2,
+                num_return_sequences=1,
+                logits_processor=LogitsProcessorList([_MixturePerQuestion(doc_logp, 2)]),
+            ),
+            [a.answer for a in pipe.answer_batch(questions, "sequence")],
+        )
     assert results[True] == results[False]
     assert any(len(c) > 1 for c in results[True][0])
 
@@ -212,7 +227,10 @@ def test_encoded_prompts_are_shared_without_changing_results(arch, gpt2_dir, bar
     reusable: generating or scoring with them leaves them as they were."""
     gen = Generator.from_pretrained(gpt2_dir if arch == "gpt2" else bart_dir)
     gen.share_prompt_cache = False
-    inputs = [prompt(q, p) for (q, _), p in zip(QA[:3], [secret("apple"), secret("river"), Passage("x", "T", "some text " * 5)])]
+    inputs = [
+        prompt(q, p)
+        for (q, _), p in zip(QA[:3], [secret("apple"), secret("river"), Passage("x", "T", "some text " * 5)], strict=True)
+    ]
     prompts = gen.encode_prompts(inputs, reserve=12)
     for beams in (1, 3, 1):
         plain = gen.generate(inputs, 6, num_beams=beams, num_return_sequences=beams)
@@ -228,7 +246,10 @@ def test_encoded_prompts_are_shared_without_changing_results(arch, gpt2_dir, bar
 @pytest.mark.parametrize("arch", ["gpt2", "bart"])
 def test_cross_target_logprobs_match_pairwise_scoring(arch, gpt2_dir, bart_dir):
     gen = Generator.from_pretrained(gpt2_dir if arch == "gpt2" else bart_dir)
-    inputs = [prompt(q, p) for (q, _), p in zip(QA[:3], [secret("apple"), secret("river"), Passage("x", "T", "some text " * 5)])]
+    inputs = [
+        prompt(q, p)
+        for (q, _), p in zip(QA[:3], [secret("apple"), secret("river"), Passage("x", "T", "some text " * 5)], strict=True)
+    ]
     targets = [a for _, a in QA] + ["x"]
     with torch.no_grad():
         pairwise, pair_mask = gen.target_logprobs([i for i in inputs for _ in targets], targets * len(inputs))
@@ -290,7 +311,7 @@ def test_default_models_answer_from_the_corpus(monkeypatch):
     """Gemma 3 270M over the embedded corpus (reuses $DPR_RAG_CACHE if it was set, else encodes and converts once)."""
     if USER_CACHE:
         monkeypatch.setenv("DPR_RAG_CACHE", USER_CACHE)
-    pipe = open_pipeline(k=3)
+    pipe = RagPipeline.open(k=3)
     for mode in ("token", "sequence"):
         a = pipe.answer("who painted the mona lisa", mode)
         assert "leonardo" in a.answer.lower()

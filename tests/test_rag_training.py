@@ -1,5 +1,6 @@
 """RAG training (query encoder and generator, passage tower frozen) and hot-swapping the corpus under a trained
 pipeline, end to end on the tiny random models of rag_helpers."""
+
 from __future__ import annotations
 
 import json
@@ -9,14 +10,13 @@ import torch
 from rag_helpers import CONTEXT, QA, SECRET_Q, pipeline, retriever_over, secret
 
 from dpr_rag.answer import main as answer_main
-from dpr_rag.answer import open_pipeline
-from dpr_rag.dense import DenseRetriever, encode_corpus
-from dpr_rag.encoder import DualEncoder
+from dpr_rag.data.passages import save_jsonl
+from dpr_rag.data.qa import QAExample
 from dpr_rag.errors import ConfigError
-from dpr_rag.passages import save_jsonl
-from dpr_rag.qa import QAExample
-from dpr_rag.rag import load_rag_config
-from dpr_rag.rag_trainer import RagTrainConfig, freeze_passage_tower, mean_loss, train_rag
+from dpr_rag.rag.pipeline import RagPipeline, load_rag_config
+from dpr_rag.rag.trainer import RagTrainConfig, freeze_passage_tower, mean_loss, train_rag
+from dpr_rag.retrieval.dense import DenseRetriever, encode_corpus
+from dpr_rag.retrieval.encoder import DualEncoder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -32,8 +32,12 @@ def test_training_lowers_the_loss_and_freezes_the_passage_tower(mode, tiny_model
     gen_before = {k: v.clone() for k, v in pipe.generator.model.state_dict().items()}
     before = mean_loss(pipe, examples, mode)
     records = []
-    result = train_rag(pipe, examples, RagTrainConfig(out=str(tmp_path / "rag"), mode=mode, epochs=6, batch_size=4, lr=3e-3,
-                                                      show_progress=False), callback=records.append)
+    result = train_rag(
+        pipe,
+        examples,
+        RagTrainConfig(out=str(tmp_path / "rag"), mode=mode, epochs=6, batch_size=4, lr=3e-3, show_progress=False),
+        callback=records.append,
+    )
     after = mean_loss(pipe, examples, mode)
     assert result.steps == 12 and len(result.history) == 12 and records == result.history
     first, last = [r["loss"] for r in result.history[:2]], [r["loss"] for r in result.history[-2:]]
@@ -51,22 +55,28 @@ def test_training_lowers_the_loss_and_freezes_the_passage_tower(mode, tiny_model
     assert (out / "rag_log.jsonl").exists() and (out / "loss.png").exists()
     assert load_rag_config(out) == {"mode": mode, "k": 2, "temperature": pipe.temperature, "max_new_tokens": 6}
     save_jsonl(toy_passages, tmp_path / "corpus.jsonl")
-    again = open_pipeline(corpus=str(tmp_path / "corpus.jsonl"), rag=str(out), k=2)
+    again = RagPipeline.open(corpus=str(tmp_path / "corpus.jsonl"), rag=str(out), k=2)
     assert again.retriever.encoder.passage_fingerprint() == fingerprint  # so a cached index of the corpus is reused
     with torch.no_grad():
-        torch.testing.assert_close(again.marginal_logprob([q for q, _ in QA], [a for _, a in QA], mode),
-                                   pipe.marginal_logprob([q for q, _ in QA], [a for _, a in QA], mode), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            again.marginal_logprob([q for q, _ in QA], [a for _, a in QA], mode),
+            pipe.marginal_logprob([q for q, _ in QA], [a for _, a in QA], mode),
+            atol=1e-4,
+            rtol=1e-4,
+        )
 
 
 def test_training_rejects_bad_settings(tiny_model_dir, toy_passages, gpt2_dir, tmp_path):
     pipe = pipeline(tiny_model_dir, toy_passages, gpt2_dir, k=2)
     examples = [QAExample(q, [a]) for q, a in QA]
-    with pytest.raises(ConfigError, match="train a RAG mode"):
-        train_rag(pipe, examples, RagTrainConfig(out=str(tmp_path / "a"), mode="closed-book", show_progress=False))
-    with pytest.raises(ConfigError, match="unknown mode"):
-        train_rag(pipe, examples, RagTrainConfig(out=str(tmp_path / "a"), mode="tokens", show_progress=False))
+    for mode in ("closed-book", "tokens"):  # the config refuses them itself: closed-book has no retrieval to train
+        with pytest.raises(ConfigError, match=f"^mode must be one of 'token', 'sequence', got '{mode}'$"):
+            RagTrainConfig(out=str(tmp_path / "a"), mode=mode, show_progress=False)
     with pytest.raises(ConfigError, match="batch size 16 is larger than the 8 training examples"):
         train_rag(pipe, examples, RagTrainConfig(out=str(tmp_path / "a"), batch_size=16, show_progress=False))
+    with pytest.raises(ConfigError, match="batch size 4 is larger than the 3 training examples"):  # after max_examples
+        train_rag(pipe, examples, RagTrainConfig(out=str(tmp_path / "a"), max_examples=3, show_progress=False))
+    assert not (tmp_path / "a").exists()  # refused before anything was written
     too_long = examples + [QAExample("Why?", ["because " * 100])]
     message = rf"example 9: the answer has \d+ tokens, more than the generator's context of {CONTEXT}"
     with pytest.raises(ConfigError, match=message):
@@ -80,16 +90,51 @@ def test_train_rag_cli(tiny_model_dir, toy_passages, gpt2_dir, tmp_path, capsys)
     qa.write_text("".join(json.dumps({"question": q, "answer": [a, "other"]}) + "\n" for q, a in QA))
     save_jsonl(toy_passages, tmp_path / "corpus.jsonl")
     out = tmp_path / "run"
-    assert train_main(["--out", str(out), "--qa", str(qa), "--corpus", str(tmp_path / "corpus.jsonl"),
-                       "--model", str(tiny_model_dir), "--generator", str(gpt2_dir), "--mode", "sequence", "--k", "2",
-                       "--epochs", "3", "--batch-size", "4", "--lr", "3e-3", "--max-examples", "8"]) == 0
+    assert (
+        train_main(
+            [
+                "--out",
+                str(out),
+                "--qa",
+                str(qa),
+                "--corpus",
+                str(tmp_path / "corpus.jsonl"),
+                "--model",
+                str(tiny_model_dir),
+                "--generator",
+                str(gpt2_dir),
+                "--mode",
+                "sequence",
+                "--k",
+                "2",
+                "--epochs",
+                "3",
+                "--batch-size",
+                "4",
+                "--lr",
+                "3e-3",
+                "--max-examples",
+                "8",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     before = float(text.split("loss before training: ")[1].split()[0])
     after = float(text.split("loss after training: ")[1].split()[0])
     assert "8 questions, k=2" in text and "trained 6 steps" in text and after < before
     assert load_rag_config(out)["mode"] == "sequence"
-    with pytest.raises(ConfigError, match="--k must be at least 1"):
+    # The CLI only parses: the library refuses bad settings, naming the field and the value.
+    with pytest.raises(ConfigError, match="^k must be an integer between 1 and 1000, got 0$"):
         train_main(["--out", str(out), "--k", "0"])
+    for flag, field, value in (
+        ("--epochs", "epochs", "0"),
+        ("--batch-size", "batch_size", "-1"),
+        ("--lr", "lr", "0.0"),
+        ("--max-examples", "max_examples", "0"),
+    ):
+        with pytest.raises(ConfigError, match=f"^{field} must be .*, got {value}$"):
+            train_main(["--out", str(out), flag, value])
 
 
 # ---- hot-swapping ----------------------------------------------------------------------------------------------
@@ -136,12 +181,27 @@ def test_cli_hot_swaps_a_trained_rag_folder(tiny_model_dir, copier_dir, tmp_path
     for word in ("stone", "tiger"):
         save_jsonl([secret(word, 0), secret(word, 1)], tmp_path / f"{word}.jsonl")
         capsys.readouterr()
-        assert answer_main([SECRET_Q, "--rag", str(tmp_path / "rag"), "--corpus", str(tmp_path / f"{word}.jsonl"), "--k", "2",
-                            "--mode", "token,sequence", "--json"]) == 0
+        assert (
+            answer_main(
+                [
+                    SECRET_Q,
+                    "--rag",
+                    str(tmp_path / "rag"),
+                    "--corpus",
+                    str(tmp_path / f"{word}.jsonl"),
+                    "--k",
+                    "2",
+                    "--mode",
+                    "token,sequence",
+                    "--json",
+                ]
+            )
+            == 0
+        )
         lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
         assert [(r["mode"], r["answer"]) for r in lines] == [("token", word), ("sequence", word)]
         assert all({p["id"] for p in r["passages"]} == {f"{word}-0", f"{word}-1"} for r in lines)
     with pytest.raises(ConfigError, match="not a RAG training folder"):
-        open_pipeline(corpus=str(tmp_path / "stone.jsonl"), rag=str(tmp_path), k=2)
+        RagPipeline.open(corpus=str(tmp_path / "stone.jsonl"), rag=str(tmp_path), k=2)
     with pytest.raises(ConfigError, match="either a RAG folder or"):
-        open_pipeline(corpus=str(tmp_path / "stone.jsonl"), rag=str(tmp_path / "rag"), generator=str(copier_dir), k=2)
+        RagPipeline.open(corpus=str(tmp_path / "stone.jsonl"), rag=str(tmp_path / "rag"), generator=str(copier_dir), k=2)

@@ -1,13 +1,13 @@
 import numpy as np
 import pytest
 
-from dpr_rag.bm25 import BM25Retriever
-from dpr_rag.dense import DenseRetriever, encode_corpus
-from dpr_rag.encoder import DualEncoder
+from dpr_rag.data.defaults import default_corpus
 from dpr_rag.errors import ConfigError
-from dpr_rag.hybrid import HybridRetriever
-from dpr_rag.passages import default_corpus
-from dpr_rag.retriever import Retriever
+from dpr_rag.retrieval.base import Retriever
+from dpr_rag.retrieval.bm25 import BM25Retriever
+from dpr_rag.retrieval.dense import DenseRetriever, encode_corpus
+from dpr_rag.retrieval.encoder import DualEncoder
+from dpr_rag.retrieval.hybrid import HybridRetriever
 
 QUESTIONS = ["who painted the mona lisa", "when was the eiffel tower completed", "largest planet in the solar system"]
 

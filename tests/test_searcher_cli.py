@@ -5,10 +5,11 @@ import sys
 import pytest
 
 from dpr_rag import search as search_cli
-from dpr_rag.encoder import DualEncoder, default_encoder_path
+from dpr_rag.data.passages import save_jsonl
 from dpr_rag.errors import ConfigError
-from dpr_rag.passages import save_jsonl
-from dpr_rag.searcher import Searcher, cache_dir
+from dpr_rag.paths import cache_dir
+from dpr_rag.retrieval.encoder import DualEncoder, default_encoder_path
+from dpr_rag.retrieval.searcher import Searcher
 
 
 @pytest.fixture
@@ -25,6 +26,7 @@ def count_encodes(monkeypatch):
     def counting(self, passages, **kw):
         calls.append(len(passages))
         return original(self, passages, **kw)
+
     monkeypatch.setattr(DualEncoder, "encode_passages", counting)
     return calls
 
@@ -43,7 +45,9 @@ def test_dense_index_is_cached_and_keyed_by_corpus(corpus_file, tiny_model_dir, 
     assert len(list((cache_dir() / "dense").iterdir())) == 2
 
 
-def test_other_index_kinds_reuse_the_cached_vectors_instead_of_re_encoding(corpus_file, tiny_model_dir, toy_passages, monkeypatch):
+def test_other_index_kinds_reuse_the_cached_vectors_instead_of_re_encoding(
+    corpus_file, tiny_model_dir, toy_passages, monkeypatch
+):
     calls = count_encodes(monkeypatch)
     flat = Searcher.open(corpus_file, model=str(tiny_model_dir), show_progress=False).search(["eiffel tower"], 3)
     for kind in ("hnsw", "fp16"):
@@ -64,6 +68,7 @@ def test_bm25_only_never_loads_an_encoder(corpus_file, monkeypatch):
 def test_failed_build_leaves_no_cache_entry(corpus_file, tiny_model_dir, monkeypatch):
     def crash(self, passages, **kw):
         raise KeyboardInterrupt  # as if the user pressed Ctrl-C mid-encoding
+
     monkeypatch.setattr(DualEncoder, "encode_passages", crash)
     with pytest.raises(KeyboardInterrupt):
         Searcher.open(corpus_file, model=str(tiny_model_dir)).search(["x"], 1)
@@ -91,7 +96,7 @@ def test_index_folder_roundtrip_through_the_cli(corpus_file, tiny_model_dir, tmp
     assert search_cli.main([*args, "--corpus", str(corpus_file), "--model", str(tiny_model_dir)]) == 0
     from_corpus = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["retriever"] for r in from_folder] == ["bm25", "dense", "hybrid"]
-    for a, b in zip(from_folder, from_corpus):
+    for a, b in zip(from_folder, from_corpus, strict=True):
         assert [h["id"] for h in a["hits"]] == [h["id"] for h in b["hits"]]
         assert [h["score"] for h in a["hits"]] == pytest.approx([h["score"] for h in b["hits"]], rel=1e-5)
     assert from_folder[0]["hits"][0]["title"] == "Mona Lisa"  # BM25 on the toy corpus
@@ -100,12 +105,15 @@ def test_index_folder_roundtrip_through_the_cli(corpus_file, tiny_model_dir, tmp
         Searcher.open(index=out, model=default_encoder_path()).retriever("dense")
 
 
-@pytest.mark.parametrize("args,message", [
-    (["  "], "error: empty question"),
-    (["q", "--retriever", "splade"], "error: unknown retriever 'splade'"),
-    (["q", "--k", "0", "--retriever", "bm25"], "error: k must be an integer"),
-    (["q", "--index", "/nonexistent"], "not an index folder"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["  "], "error: empty question"),
+        (["q", "--retriever", "splade"], "error: unknown retriever 'splade'"),
+        (["q", "--k", "0", "--retriever", "bm25"], "error: k must be an integer"),
+        (["q", "--index", "/nonexistent"], "not an index folder"),
+    ],
+)
 def test_search_cli_errors_are_one_clear_line(args, message, corpus_file):
     result = run_cli("dpr_rag.search", *args, "--corpus", str(corpus_file))
     assert result.returncode == 2

@@ -1,15 +1,16 @@
 """Sharded encoding: N shards merged into one index give the same search results as encoding in one go."""
+
 import json
 
 import numpy as np
 import pytest
 
 from dpr_rag import index as index_cli
-from dpr_rag.encoder import DualEncoder
+from dpr_rag.data.passages import Passage, save_jsonl
 from dpr_rag.errors import DataFormatError
-from dpr_rag.passages import Passage, save_jsonl
-from dpr_rag.searcher import Searcher
-from dpr_rag.shards import encode_shard, merge_shards, shard_range
+from dpr_rag.retrieval.encoder import DualEncoder
+from dpr_rag.retrieval.searcher import Searcher
+from dpr_rag.retrieval.shards import encode_shard, merge_shards, shard_range
 
 QUESTIONS = ["who painted the mona lisa", "tallest mountain", "python language", "river in south america", "planet 7"]
 
@@ -36,7 +37,7 @@ def test_shard_ranges_tile_the_corpus():
     for n, shards in [(37, 1), (37, 2), (37, 5), (3, 4), (0, 2)]:
         ranges = [shard_range(n, i, shards) for i in range(shards)]
         assert ranges[0][0] == 0 and ranges[-1][1] == n
-        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
 
 
 def test_two_shards_merge_to_the_same_results_as_one_index(corpus, tiny_model_dir, tmp_path):
@@ -54,7 +55,7 @@ def test_two_shards_merge_to_the_same_results_as_one_index(corpus, tiny_model_di
     # Against the float32 index built in one go: the same ranking up to float16 rounding (a random tiny model
     # scores near-ties, so compare each hit's score with the exact score of that passage, and the score lists).
     whole = search(tmp_path / "whole", model, k=37)
-    for merged_hits, exact_hits in zip(two, whole):
+    for merged_hits, exact_hits in zip(two, whole, strict=True):
         exact = dict(exact_hits)
         tol = 2e-3 * max(abs(s) for _, s in exact_hits)
         for pid, score in merged_hits:
@@ -79,8 +80,20 @@ def test_merge_names_missing_shards_and_other_corpora(corpus, tiny_model_dir, tm
     assert len(index) == len(passages) and fingerprint == encoder.passage_fingerprint()
     # The CLI reports the same problem as one line and exit status 2.
     with pytest.raises(SystemExit) as exit_info:
-        index_cli.run_cli(index_cli.main, ["--corpus", str(corpus), "--model", str(tiny_model_dir), "--merge",
-                                           "--shards", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")])
+        index_cli.run_cli(
+            index_cli.main,
+            [
+                "--corpus",
+                str(corpus),
+                "--model",
+                str(tiny_model_dir),
+                "--merge",
+                "--shards",
+                str(tmp_path / "nowhere"),
+                "--out",
+                str(tmp_path / "x"),
+            ],
+        )
     assert exit_info.value.code == 2 and "no shard-*-of-*.json" in capsys.readouterr().err
 
 
@@ -92,6 +105,7 @@ def test_a_finished_shard_is_not_encoded_again_and_a_killed_one_leaves_no_file(c
 
     def crash(*a, **k):
         raise KeyboardInterrupt
+
     monkeypatch.setattr(DualEncoder, "encode_passages", crash)
     encode_shard(encoder, passages, tmp_path / "emb", 0, 2, show_progress=False)  # done already: no encoding
     with pytest.raises(KeyboardInterrupt):
@@ -124,7 +138,8 @@ def test_index_cli_passes_faiss_parameters_and_caches_by_them(tiny_model_dir, tm
     params = json.loads((tmp_path / "a" / "dense" / "index.json").read_text())["params"]
     assert (params["pq_m"], params["nprobe"]) == (8, 4)
     build(common)  # default parameters: a cache entry of their own
-    from dpr_rag.searcher import cache_dir
+    from dpr_rag.paths import cache_dir
+
     names = sorted(p.name for p in (cache_dir() / "dense").iterdir())
     assert len(names) == 2 and names[1].endswith("-ivfpq-pq_m8")
     assert json.loads((cache_dir() / "dense" / names[1] / "index.json").read_text())["params"]["nprobe"] == 16  # not 4

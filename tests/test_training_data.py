@@ -1,16 +1,17 @@
 """Distant supervision with BM25, train/dev split, DPR JSON saving."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from dpr_rag.answers import has_answer
-from dpr_rag.bm25 import BM25Retriever
+from dpr_rag.data.passages import Passage
+from dpr_rag.data.qa import QAExample, load_dpr_json
 from dpr_rag.errors import ConfigError
-from dpr_rag.passages import Passage
-from dpr_rag.qa import QAExample, load_dpr_json
-from dpr_rag.training_data import (
+from dpr_rag.matching import has_answer
+from dpr_rag.retrieval.bm25 import BM25Retriever
+from dpr_rag.training.distant_supervision import (
     DistantSupervisionStats,
     distant_supervision,
     question_key,
@@ -26,8 +27,11 @@ PAINTER_Q = "Who painted the Mona Lisa portrait in the Louvre?"
 def corpus() -> list[Passage]:
     """Mona Lisa passages where the best BM25 match lacks the answer, plus filler."""
     return [
-        Passage("m1", "Mona Lisa", "The Mona Lisa portrait hangs in the Louvre. The Mona Lisa portrait is the most "
-                                    "visited painting in the Louvre."),
+        Passage(
+            "m1",
+            "Mona Lisa",
+            "The Mona Lisa portrait hangs in the Louvre. The Mona Lisa portrait is the most visited painting in the Louvre.",
+        ),
         Passage("m2", "Louvre", "The Louvre in Paris shows the Mona Lisa portrait to millions of visitors."),
         Passage("m3", "Renaissance art", "Leonardo da Vinci painted the Mona Lisa."),
         Passage("m4", "Leonardo da Vinci", "This Italian polymath painted the Mona Lisa portrait."),  # answer in title only
@@ -51,8 +55,13 @@ def test_positive_is_highest_ranked_answer_passage_and_top1_is_first_hard_negati
     pos_rank = next(h.rank for h in hits if has_answer(answers, h.passage.text))
     assert pos_rank >= 2 and hits[pos_rank - 1].passage.id == "m3"
 
-    kept, stats = distant_supervision([QAExample(PAINTER_Q, answers, id="q1", gold_titles=["Mona Lisa"])], bm25,
-                                      top_k=10, max_hard_negatives=30, show_progress=False)
+    kept, stats = distant_supervision(
+        [QAExample(PAINTER_Q, answers, id="q1", gold_titles=["Mona Lisa"])],
+        bm25,
+        top_k=10,
+        max_hard_negatives=30,
+        show_progress=False,
+    )
     assert len(kept) == 1 and stats.n_kept == 1 and stats.n_no_positive == 0
     ex = kept[0]
     assert (ex.question, ex.answers, ex.id, ex.gold_titles) == (PAINTER_Q, answers, "q1", ["Mona Lisa"])
@@ -61,8 +70,9 @@ def test_positive_is_highest_ranked_answer_passage_and_top1_is_first_hard_negati
     hard_ids = [p.id for p in ex.hard_negative_ctxs]
     assert hard_ids[0] == hits[0].passage.id
     # hard negatives: every positive-score hit without the answer (in text or title), in BM25 order
-    expected = [h.passage.id for h in hits
-                if not has_answer(answers, h.passage.text) and not has_answer(answers, h.passage.title)]
+    expected = [
+        h.passage.id for h in hits if not has_answer(answers, h.passage.text) and not has_answer(answers, h.passage.title)
+    ]
     assert hard_ids == expected
     assert "m4" not in hard_ids  # answer in the title only: neither positive nor hard negative
     assert all(not has_answer(answers, p.text) for p in ex.hard_negative_ctxs)
@@ -164,8 +174,10 @@ def test_split_train_dev_edge_cases():
 
 def test_save_dpr_json_round_trip(tmp_path, corpus):
     bm25 = BM25Retriever(corpus)
-    qa = [QAExample(PAINTER_Q, ["Leonardo da Vinci", "Léonard de Vinci"], id="q1"),
-          QAExample("When was the Eiffel Tower in Paris completed?", ["1889"], id="q2")]
+    qa = [
+        QAExample(PAINTER_Q, ["Leonardo da Vinci", "Léonard de Vinci"], id="q1"),
+        QAExample("When was the Eiffel Tower in Paris completed?", ["1889"], id="q2"),
+    ]
     kept, stats = distant_supervision(qa, bm25, show_progress=False)
     kept[1].negative_ctxs = [corpus[-1]]
     path = tmp_path / "out" / "train.json"
@@ -179,7 +191,7 @@ def test_save_dpr_json_round_trip(tmp_path, corpus):
     assert "score" not in data[1]["negative_ctxs"][0]  # unknown score: no field
     back = load_dpr_json(path)
     assert len(back) == len(kept)
-    for a, b in zip(kept, back):
+    for a, b in zip(kept, back, strict=True):
         assert (a.question, a.answers, a.id) == (b.question, b.answers, b.id)
         assert a.positive_ctxs == b.positive_ctxs
         assert a.hard_negative_ctxs == b.hard_negative_ctxs
@@ -191,16 +203,20 @@ def test_save_dpr_json_round_trip(tmp_path, corpus):
 
 def test_with_positives():
     p = Passage("1", "t", "x")
-    examples = [QAExample("a", ["1"], positive_ctxs=[p]), QAExample("b", ["1"], hard_negative_ctxs=[p]),
-                QAExample("c", ["1"], positive_ctxs=[p, p]), QAExample("d", ["1"])]
+    examples = [
+        QAExample("a", ["1"], positive_ctxs=[p]),
+        QAExample("b", ["1"], hard_negative_ctxs=[p]),
+        QAExample("c", ["1"], positive_ctxs=[p, p]),
+        QAExample("d", ["1"]),
+    ]
     kept, dropped = with_positives(examples)
     assert [e.question for e in kept] == ["a", "c"] and dropped == 2
     assert with_positives([]) == ([], 0)
 
 
 def test_default_data_slice():
-    from dpr_rag.passages import default_corpus
-    from dpr_rag.qa import load_fanoutqa
+    from dpr_rag.data.defaults import default_corpus
+    from dpr_rag.data.qa import load_fanoutqa
 
     qa = load_fanoutqa()[:200]
     bm25 = BM25Retriever(default_corpus())

@@ -1,5 +1,6 @@
 """Files from elsewhere (indexes, checkpoints, shards) can be wrong or hostile: they are refused with a clear
 error and never unpickled. A tampered file here carries a pickle whose loading would create a marker file."""
+
 import json
 import os
 import pickle
@@ -11,11 +12,11 @@ import pytest
 import torch
 from test_trainer import config, dpr_json  # noqa: F401  (dpr_json is a fixture)
 
-from dpr_rag.bm25 import BM25Retriever
-from dpr_rag.encoder import DualEncoder
 from dpr_rag.errors import DataFormatError
-from dpr_rag.shards import encode_shard, merge_shards
-from dpr_rag.trainer import train
+from dpr_rag.retrieval.bm25 import BM25Retriever
+from dpr_rag.retrieval.encoder import DualEncoder
+from dpr_rag.retrieval.shards import encode_shard, merge_shards
+from dpr_rag.training.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,8 +86,12 @@ FORBIDDEN = [
 def test_no_source_file_can_execute_data():
     sources = [ROOT / "app.py", *(ROOT / "dpr_rag").rglob("*.py"), *(ROOT / "eval").rglob("*.py"), *(ROOT / "bench").glob("*.py")]
     assert len(sources) > 30
-    offences = [f"{p.relative_to(ROOT)}:{n}: {what}: {line.strip()}"
-                for p in sources for n, line in enumerate(p.read_text().splitlines(), start=1)
-                for pattern, what in FORBIDDEN if re.search(pattern, line) and not line.lstrip().startswith("#")]
+    offences = [
+        f"{p.relative_to(ROOT)}:{n}: {what}: {line.strip()}"
+        for p in sources
+        for n, line in enumerate(p.read_text().splitlines(), start=1)
+        for pattern, what in FORBIDDEN
+        if re.search(pattern, line) and not line.lstrip().startswith("#")
+    ]
     assert offences == []
     assert os.path.basename(__file__) not in {p.name for p in sources}  # this file (which must pickle) is not scanned

@@ -10,6 +10,7 @@
 | `search_tab.py`, `qa_tab.py`, `train_tab.py`, `eval_tab.py`, `corpus_tab.py` | one tab each |
 | `ui.py` | the page, the status timer, launching |
 """
+
 from .config import AppConfig
 from .state import AppState
 from .ui import build_app, create_app, launch, main

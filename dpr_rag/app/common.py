@@ -1,4 +1,5 @@
 """Pieces every tab shares: the session id, turning library errors into messages, model readiness."""
+
 from __future__ import annotations
 
 import functools
@@ -49,8 +50,10 @@ def index_note(state: AppState, model: ModelEntry, owner: str | None) -> tuple[s
         state.start_model_index(model.id, owner)
     except JobBusy as e:
         return f"The dense index for {model.label} is not built yet. {e}", True
-    return (f"Started building the dense index of the live corpus for {model.label}; "
-            "follow its progress at the top of the page and search again when it is ready."), True
+    return (
+        f"Started building the dense index of the live corpus for {model.label}; "
+        "follow its progress at the top of the page and search again when it is ready."
+    ), True
 
 
 def model_dropdown(state: AppState, label: str, elem_id: str) -> gr.Dropdown:
@@ -62,6 +65,7 @@ def model_dropdown(state: AppState, label: str, elem_id: str) -> gr.Dropdown:
 @dataclass
 class Shared:
     """Components that several tabs read or update."""
+
     state: AppState
     timer: gr.Timer
     model_dropdowns: list[gr.Dropdown] = field(default_factory=list)

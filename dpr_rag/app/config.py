@@ -1,28 +1,29 @@
 """The app's settings, read once from the environment.
 
-    DPR_RAG_APP_CORPUS       corpus file (.tsv/.jsonl) to start on; default: the embedded Wikipedia summaries
-    DPR_RAG_APP_MODEL        dense encoder (HF id/folder or a dual encoder saved by training); default: all-MiniLM-L6-v2
-    DPR_RAG_APP_GENERATOR    RAG generator (HF id/folder); default: Gemma 3 270M (embedded)
-    DPR_RAG_APP_QA           questions used for the examples and as the "default" set of Train and Evaluate;
-                             default: the embedded FanOutQA sub-questions
-    DPR_RAG_APP_DATA         the app's data folder (uploads, trained models, reports); default $DPR_RAG_CACHE/app
-    DPR_RAG_APP_MAX_UPLOAD_MB  upload size limit in MB (default 200)
-    DPR_RAG_APP_MAX_PASSAGES   most passages an uploaded corpus may have (default 50,000: ~13 min to encode on 2 CPU cores)
-    DPR_RAG_APP_MAX_QUESTIONS  most questions an uploaded question file may have (default 20,000)
-    DPR_RAG_APP_INDEX_TYPE   FAISS index type of the starting corpus: flat (default), fp16, hnsw or ivfpq
-    DPR_RAG_APP_PRECISION    passage encoding precision: fp32 (default) or bf16 (~2.8x faster on CPUs with AMX)
-    GRADIO_SERVER_NAME / GRADIO_SERVER_PORT   where to serve (default 127.0.0.1:7860)
+DPR_RAG_APP_CORPUS       corpus file (.tsv/.jsonl) to start on; default: the embedded Wikipedia summaries
+DPR_RAG_APP_MODEL        dense encoder (HF id/folder or a dual encoder saved by training); default: all-MiniLM-L6-v2
+DPR_RAG_APP_GENERATOR    RAG generator (HF id/folder); default: Gemma 3 270M (embedded)
+DPR_RAG_APP_QA           questions used for the examples and as the "default" set of Train and Evaluate;
+                         default: the embedded FanOutQA sub-questions
+DPR_RAG_APP_DATA         the app's data folder (uploads, trained models, reports); default $DPR_RAG_CACHE/app
+DPR_RAG_APP_MAX_UPLOAD_MB  upload size limit in MB (default 200)
+DPR_RAG_APP_MAX_PASSAGES   most passages an uploaded corpus may have (default 50,000: ~13 min to encode on 2 CPU cores)
+DPR_RAG_APP_MAX_QUESTIONS  most questions an uploaded question file may have (default 20,000)
+DPR_RAG_APP_INDEX_TYPE   FAISS index type of the starting corpus: flat (default), fp16, hnsw or ivfpq
+DPR_RAG_APP_PRECISION    passage encoding precision: fp32 (default) or bf16 (~2.8x faster on CPUs with AMX)
+GRADIO_SERVER_NAME / GRADIO_SERVER_PORT   where to serve (default 127.0.0.1:7860)
 """
+
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..encoder import PRECISIONS
 from ..errors import ConfigError
-from ..faiss_index import KINDS
-from ..searcher import cache_dir
+from ..paths import cache_dir
+from ..retrieval.encoder import PRECISIONS
+from ..retrieval.faiss_index import KINDS
 
 DEFAULT_MAX_UPLOAD_MB = 200.0
 DEFAULT_MAX_PASSAGES = 50_000
@@ -71,10 +72,14 @@ class AppConfig:
             max_questions = int(_env("DPR_RAG_APP_MAX_QUESTIONS") or DEFAULT_MAX_QUESTIONS)
             port = int(_env("GRADIO_SERVER_PORT") or 7860)
         except ValueError as e:
-            raise ConfigError(f"DPR_RAG_APP_MAX_UPLOAD_MB, DPR_RAG_APP_MAX_PASSAGES, DPR_RAG_APP_MAX_QUESTIONS and "
-                              f"GRADIO_SERVER_PORT must be numbers: {e}") from e
+            raise ConfigError(
+                f"DPR_RAG_APP_MAX_UPLOAD_MB, DPR_RAG_APP_MAX_PASSAGES, DPR_RAG_APP_MAX_QUESTIONS and "
+                f"GRADIO_SERVER_PORT must be numbers: {e}"
+            ) from e
         if max_mb <= 0 or max_passages <= 0 or max_questions <= 0:
-            raise ConfigError("DPR_RAG_APP_MAX_UPLOAD_MB, DPR_RAG_APP_MAX_PASSAGES and DPR_RAG_APP_MAX_QUESTIONS must be positive")
+            raise ConfigError(
+                "DPR_RAG_APP_MAX_UPLOAD_MB, DPR_RAG_APP_MAX_PASSAGES and DPR_RAG_APP_MAX_QUESTIONS must be positive"
+            )
         kind = _env("DPR_RAG_APP_INDEX_TYPE") or "flat"
         if kind not in KINDS:
             raise ConfigError(f"DPR_RAG_APP_INDEX_TYPE={kind}: choose one of {', '.join(KINDS)}")
@@ -82,10 +87,20 @@ class AppConfig:
         if precision not in PRECISIONS:
             raise ConfigError(f"DPR_RAG_APP_PRECISION={precision}: choose one of {', '.join(PRECISIONS)}")
         data = Path(_env("DPR_RAG_APP_DATA") or cache_dir() / "app").expanduser().resolve()
-        return cls(corpus=_path("DPR_RAG_APP_CORPUS", True), model=_path("DPR_RAG_APP_MODEL", False),
-                   generator=_path("DPR_RAG_APP_GENERATOR", False), qa=_path("DPR_RAG_APP_QA", True), data_dir=data,
-                   max_upload_mb=max_mb, max_passages=max_passages, max_questions=max_questions, index_kind=kind, precision=precision, server_name=_env("GRADIO_SERVER_NAME") or "127.0.0.1",
-                   server_port=port)
+        return cls(
+            corpus=_path("DPR_RAG_APP_CORPUS", True),
+            model=_path("DPR_RAG_APP_MODEL", False),
+            generator=_path("DPR_RAG_APP_GENERATOR", False),
+            qa=_path("DPR_RAG_APP_QA", True),
+            data_dir=data,
+            max_upload_mb=max_mb,
+            max_passages=max_passages,
+            max_questions=max_questions,
+            index_kind=kind,
+            precision=precision,
+            server_name=_env("GRADIO_SERVER_NAME") or "127.0.0.1",
+            server_port=port,
+        )
 
     @property
     def max_upload_bytes(self) -> int:

@@ -1,6 +1,7 @@
 """Corpus tab: what is live (corpus, size, models with a dense index, index type), and uploading a TSV/JSONL
 corpus whose indexes are built in the background, then swapped in. The old corpus serves until the swap, and
 stays live if the build fails or is cancelled."""
+
 from __future__ import annotations
 
 import html
@@ -9,15 +10,20 @@ import time
 import gradio as gr
 
 from ..errors import ConfigError
-from ..faiss_index import KINDS
-from ..searcher import cache_dir
+from ..paths import cache_dir
+from ..retrieval.faiss_index import KINDS
 from .common import Shared, session, user_errors
 from .jobs import Job
 from .render import progress_html
 from .state import DEFAULT_CORPUS_NAME, AppState
 from .uploads import CORPUS_TYPES, load_uploaded_corpus, store_upload
 
-KIND_LABELS = {"flat": "flat (exact)", "fp16": "fp16 (exact, half the memory)", "hnsw": "hnsw (approximate, fast)", "ivfpq": "ivfpq (compressed; large corpora)"}
+KIND_LABELS = {
+    "flat": "flat (exact)",
+    "fp16": "fp16 (exact, half the memory)",
+    "hnsw": "hnsw (approximate, fast)",
+    "ivfpq": "ivfpq (compressed; large corpora)",
+}
 
 
 def live_markdown(state: AppState) -> str:
@@ -26,15 +32,19 @@ def live_markdown(state: AppState) -> str:
         return "The starting corpus is loading…"
     ready = [state.models[m].label for m in state.models if m in live.ready]
     pending = [m.label for m in state.models.values() if m.id not in live.ready]
-    lines = [f"### Live corpus: {html.escape(live.name)}",
-             f"- **{len(live.passages):,} passages**, fingerprint `{live.fingerprint}`, live since "
-             f"{time.strftime('%H:%M:%S', time.localtime(live.since))}",
-             f"- FAISS index: **{live.index_kind}**; BM25: Lucene (k1=0.9, b=0.4); hybrid: BM25 + λ·sim",
-             f"- Dense index ready for: **{html.escape(', '.join(ready) or 'none yet')}**"]
+    lines = [
+        f"### Live corpus: {html.escape(live.name)}",
+        f"- **{len(live.passages):,} passages**, fingerprint `{live.fingerprint}`, live since "
+        f"{time.strftime('%H:%M:%S', time.localtime(live.since))}",
+        f"- FAISS index: **{live.index_kind}**; BM25: Lucene (k1=0.9, b=0.4); hybrid: BM25 + λ·sim",
+        f"- Dense index ready for: **{html.escape(', '.join(ready) or 'none yet')}**",
+    ]
     if pending:
         lines.append(f"- Not indexed yet (built when selected in a tab): {html.escape(', '.join(pending))}")
-    lines.append(f"- Generator: {'loaded' if state.generator_loaded else 'loads on first QA use'} "
-                 f"({html.escape(state.config.generator or 'Gemma 3 270M, embedded')})")
+    lines.append(
+        f"- Generator: {'loaded' if state.generator_loaded else 'loads on first QA use'} "
+        f"({html.escape(state.config.generator or 'Gemma 3 270M, embedded')})"
+    )
     lines.append(f"- Index cache: `{html.escape(str(cache_dir()))}`")
     return "\n".join(lines)
 
@@ -51,7 +61,7 @@ def start_upload_build(state: AppState, file, kind: str, owner: str | None) -> J
 
 
 def start_reset(state: AppState, owner: str | None) -> Job:
-    from ..passages import load_corpus
+    from ..data.passages import load_corpus
 
     cfg = state.config
     state.index_jobs.ensure_free(owner)
@@ -62,16 +72,20 @@ def start_reset(state: AppState, owner: str | None) -> Job:
 def build(shared: Shared) -> tuple:
     state = shared.state
     info = gr.Markdown(live_markdown(state), elem_id="corpus-info")
-    gr.Markdown("Upload a corpus: DPR's passage TSV (`id<TAB>text<TAB>title` with a header row) or JSONL "
-                f"(`{{\"id\", \"title\", \"text\"}}` a line), up to {state.config.max_upload_mb:g} MB and "
-                f"{state.config.max_passages:,} passages. "
-                "Its BM25 and dense indexes are built (cached by content, so a second upload of the same corpus is "
-                "instant) and it replaces the live corpus for every tab; the query encoder and generator stay.")
+    gr.Markdown(
+        "Upload a corpus: DPR's passage TSV (`id<TAB>text<TAB>title` with a header row) or JSONL "
+        f'(`{{"id", "title", "text"}}` a line), up to {state.config.max_upload_mb:g} MB and '
+        f"{state.config.max_passages:,} passages. "
+        "Its BM25 and dense indexes are built (cached by content, so a second upload of the same corpus is "
+        "instant) and it replaces the live corpus for every tab; the query encoder and generator stay."
+    )
     with gr.Row():
-        file = gr.File(label="Corpus file (.tsv or .jsonl)", file_types=list(CORPUS_TYPES), type="filepath", scale=3,
-                       elem_id="corpus-file")
-        kind = gr.Radio(list(KIND_LABELS.values()), value=KIND_LABELS["flat"], label="Dense index type", scale=2,
-                        elem_id="corpus-kind")
+        file = gr.File(
+            label="Corpus file (.tsv or .jsonl)", file_types=list(CORPUS_TYPES), type="filepath", scale=3, elem_id="corpus-file"
+        )
+        kind = gr.Radio(
+            list(KIND_LABELS.values()), value=KIND_LABELS["flat"], label="Dense index type", scale=2, elem_id="corpus-kind"
+        )
     with gr.Row():
         build_button = gr.Button("Build index and swap in", variant="primary", elem_id="corpus-build")
         cancel = gr.Button("Cancel build", variant="stop", elem_id="corpus-cancel")

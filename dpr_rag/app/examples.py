@@ -1,8 +1,9 @@
 """Example questions to click: real questions of the embedded default set (FanOutQA dev sub-questions) whose
 answers the default corpus contains, or the first questions of the app's QA file (DPR_RAG_APP_QA)."""
+
 from __future__ import annotations
 
-from ..qa import load_qa
+from ..data.qa import load_qa
 
 # (question, answers) exactly as in the default set (tests/test_app.py checks that they are); chosen so that
 # the three retrievers disagree on some of them (e.g. BM25 finds the Titanic budget only at rank 5).

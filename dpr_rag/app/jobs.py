@@ -5,6 +5,7 @@ with a message for whoever asked (their own run, or another session's). The job'
 done/total, log records) is read by the page's status timer, so progress survives a page reload and every
 open page sees that the slot is taken. Cancelling sets the job's event; the work checks it between steps.
 """
+
 from __future__ import annotations
 
 import logging
@@ -71,9 +72,20 @@ class Job:
         return f"{self.title} ({self.stage}{pct}; started {time.strftime('%H:%M:%S', time.localtime(self.started))})"
 
     def to_dict(self) -> dict:
-        return {"id": self.id, "kind": self.kind, "title": self.title, "tag": self.tag, "state": self.state, "stage": self.stage,
-                "done": self.done, "total": self.total, "fraction": self.fraction, "message": self.message,
-                "started": self.started, "finished": self.finished}
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "title": self.title,
+            "tag": self.tag,
+            "state": self.state,
+            "stage": self.stage,
+            "done": self.done,
+            "total": self.total,
+            "fraction": self.fraction,
+            "message": self.message,
+            "started": self.started,
+            "finished": self.finished,
+        }
 
 
 class JobSlot:
@@ -90,8 +102,14 @@ class JobSlot:
         job = self.last
         return job if job is not None and job.running else None
 
-    def start(self, title: str, owner: str | None, work: Callable[[Job], Any],
-              on_success: Callable[[Job], str] | None = None, tag: str = "") -> Job:
+    def start(
+        self,
+        title: str,
+        owner: str | None,
+        work: Callable[[Job], Any],
+        on_success: Callable[[Job], str] | None = None,
+        tag: str = "",
+    ) -> Job:
         """Run `work(job)` in a thread. Its return value becomes `job.result`; `on_success(job)` (run in the
         thread, also after a clean cancel) gives the final message. A DprRagError's message is shown as it is;
         other errors are logged with their traceback."""
@@ -100,8 +118,9 @@ class JobSlot:
             self._counter += 1
             job = Job(self.kind, title, owner, tag=tag, id=self._counter)
             self.last = job
-        thread = threading.Thread(target=self._run, args=(job, work, on_success), name=f"dpr-rag-{self.kind}-{job.id}",
-                                  daemon=True)
+        thread = threading.Thread(
+            target=self._run, args=(job, work, on_success), name=f"dpr-rag-{self.kind}-{job.id}", daemon=True
+        )
         thread.start()
         return job
 
@@ -110,8 +129,10 @@ class JobSlot:
         running = self.current
         if running is not None:
             whose = "Your" if owner is not None and running.owner == owner else "Another session's"
-            raise JobBusy(f"{whose} {self.noun} is already running: {running.describe()}. "
-                          f"Only one runs at a time; wait for it to finish (or cancel it), then try again.")
+            raise JobBusy(
+                f"{whose} {self.noun} is already running: {running.describe()}. "
+                f"Only one runs at a time; wait for it to finish (or cancel it), then try again."
+            )
 
     def _run(self, job: Job, work: Callable[[Job], Any], on_success: Callable[[Job], str] | None) -> None:
         log.info("%s started: %s", self.kind, job.title)

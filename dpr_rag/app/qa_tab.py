@@ -1,4 +1,5 @@
 """QA tab: RAG-Sequence, RAG-Token or closed-book; the answer with its passages, p(z|x) and p(z|x,y)."""
+
 from __future__ import annotations
 
 import html
@@ -25,16 +26,20 @@ def answer_html(a, mode_label: str, seconds: float, model_label: str) -> str:
     """The answer, then each passage with its prior and posterior (bars), the answer highlighted in it."""
     answer = a.answer.strip()
     p = math.exp(a.logprob) if a.logprob > -700 else 0.0
-    parts = [f"<div id='qa-answer' data-mode='{html.escape(a.mode)}'>"
-             f"<div class='dpr-meta qa-question'>{html.escape(a.question)}</div>"
-             f"<h3 class='qa-answer-text'>{html.escape(answer) or '(empty answer)'}</h3>",
-             f"<div class='dpr-meta'>{html.escape(mode_label)} · log p(answer | question) = {a.logprob:.2f} (p = {p:.3g}) · "
-             f"{seconds:.1f} s · retriever: {html.escape(model_label)}</div></div>"]
+    parts = [
+        f"<div id='qa-answer' data-mode='{html.escape(a.mode)}'>"
+        f"<div class='dpr-meta qa-question'>{html.escape(a.question)}</div>"
+        f"<h3 class='qa-answer-text'>{html.escape(answer) or '(empty answer)'}</h3>",
+        f"<div class='dpr-meta'>{html.escape(mode_label)} · log p(answer | question) = {a.logprob:.2f} (p = {p:.3g}) · "
+        f"{seconds:.1f} s · retriever: {html.escape(model_label)}</div></div>",
+    ]
     if not a.passages:
         parts.append("<div class='dpr-meta'>Closed-book: the generator answered from its parameters alone, no passages.</div>")
         return "".join(parts)
-    parts.append("<div class='dpr-meta'>Passages, in retrieval order: p(z|x) is the retriever's prior, "
-                 "p(z|x,y) the posterior given the answer (the passage the answer leaned on).</div>")
+    parts.append(
+        "<div class='dpr-meta'>Passages, in retrieval order: p(z|x) is the retriever's prior, "
+        "p(z|x,y) the posterior given the answer (the passage the answer leaned on).</div>"
+    )
     best = max(range(len(a.passages)), key=lambda i: a.passages[i].posterior)
     for i, prov in enumerate(a.passages):
         cls = "dpr-hit dpr-has-answer" if i == best else "dpr-hit"
@@ -45,7 +50,8 @@ def answer_html(a, mode_label: str, seconds: float, model_label: str) -> str:
             f"<small>[{html.escape(prov.passage.id)}]</small></div>"
             f"<div class='dpr-meta'>p(z|x) = {prov.prior:.3f} {_bar(prov.prior)} &nbsp; "
             f"p(z|x,y) = {prov.posterior:.3f} {_bar(prov.posterior)}</div>"
-            f"<div class='dpr-text'>{highlight(prov.passage.text, [answer] if answer else [])}</div></div>")
+            f"<div class='dpr-text'>{highlight(prov.passage.text, [answer] if answer else [])}</div></div>"
+        )
     return "".join(parts)
 
 
@@ -87,10 +93,16 @@ def build(shared: Shared) -> None:
         model = model_dropdown(state, "Retriever (dense model)", "qa-model")
         k = gr.Slider(1, MAX_RAG_K, value=5, step=1, label="k (passages to marginalise over)", scale=2)
         button = gr.Button("Answer", variant="primary", scale=1, elem_id="qa-button")
-    examples = gr.Examples([[q] for q, _ in example_questions(state.config.qa)], [question],
-                           label="Examples from the default question set (click one to answer it)", cache_examples=False)
-    output = gr.HTML("<div class='dpr-meta'>The answer and its passages appear here. The generator loads on first use.</div>",
-                     elem_id="qa-output")
+    examples = gr.Examples(
+        [[q] for q, _ in example_questions(state.config.qa)],
+        [question],
+        label="Examples from the default question set (click one to answer it)",
+        cache_examples=False,
+    )
+    output = gr.HTML(
+        "<div class='dpr-meta'>The answer and its passages appear here. The generator loads on first use.</div>",
+        elem_id="qa-output",
+    )
     shared.model_dropdowns.append(model)
 
     @user_errors
@@ -102,5 +114,6 @@ def build(shared: Shared) -> None:
     # Generation is CPU-bound: one answer at a time; other users wait in the queue (Gradio shows their position).
     button.click(answer, inputs, outputs, api_name="answer", concurrency_limit=1, concurrency_id="generate")
     question.submit(answer, inputs, outputs, api_visibility="private", concurrency_limit=1, concurrency_id="generate")
-    examples.load_input_event.then(answer, inputs, outputs, api_visibility="private", concurrency_limit=1,
-                                   concurrency_id="generate")
+    examples.load_input_event.then(
+        answer, inputs, outputs, api_visibility="private", concurrency_limit=1, concurrency_id="generate"
+    )

@@ -1,5 +1,6 @@
 """HTML for the page: ranked passages with answer strings highlighted, progress bars, the status banner.
 Every piece of text from a corpus or a user is escaped; only the tags made here reach the page."""
+
 from __future__ import annotations
 
 import html
@@ -8,8 +9,8 @@ import unicodedata
 
 import regex
 
-from ..answers import SimpleTokenizer, has_answer
-from ..retriever import SearchHit
+from ..matching import SimpleTokenizer, has_answer
+from ..retrieval.base import SearchHit
 from .jobs import Job
 
 # DPR's SimpleTokenizer tokens, with their positions, so highlights mark what `has_answer` matches.
@@ -82,25 +83,34 @@ def hits_html(name: str, hits: list[SearchHit], seconds: float, answers: list[st
     first = next((h.rank for h in hits if answers and has_answer(answers, h.passage.text)), None)
     meta = f"{len(hits)} passages in {seconds * 1000:.1f} ms"
     if answers:
-        meta += (f" · <span class='dpr-ok'>answer at rank {first}</span>" if first
-                 else f" · <span class='dpr-bad'>answer not in the top {len(hits)}</span>")
-    parts = [f"<div class='dpr-col' data-retriever='{html.escape(name)}'><h4>{html.escape(name)}</h4>",
-             f"<div class='dpr-meta'>{meta}</div>"]
+        meta += (
+            f" · <span class='dpr-ok'>answer at rank {first}</span>"
+            if first
+            else f" · <span class='dpr-bad'>answer not in the top {len(hits)}</span>"
+        )
+    parts = [
+        f"<div class='dpr-col' data-retriever='{html.escape(name)}'><h4>{html.escape(name)}</h4>",
+        f"<div class='dpr-meta'>{meta}</div>",
+    ]
     if note:
         parts.append(f"<div class='dpr-meta'>{html.escape(note)}</div>")
     for h in hits:
         cls = "dpr-hit dpr-has-answer" if answers and has_answer(answers, h.passage.text) else "dpr-hit"
-        parts.append(f"<div class='{cls}' data-rank='{h.rank}'><span class='dpr-score'>{h.score:.3f}</span>"
-                     f"<div class='dpr-title'>{h.rank}. {html.escape(h.passage.title or '(untitled)')}"
-                     f" <small>[{html.escape(h.passage.id)}]</small></div>"
-                     f"<div class='dpr-text'>{highlight(h.passage.text, answers)}</div></div>")
+        parts.append(
+            f"<div class='{cls}' data-rank='{h.rank}'><span class='dpr-score'>{h.score:.3f}</span>"
+            f"<div class='dpr-title'>{h.rank}. {html.escape(h.passage.title or '(untitled)')}"
+            f" <small>[{html.escape(h.passage.id)}]</small></div>"
+            f"<div class='dpr-text'>{highlight(h.passage.text, answers)}</div></div>"
+        )
     parts.append("</div>")
     return "".join(parts)
 
 
 def message_html(name: str, message: str) -> str:
-    return (f"<div class='dpr-col' data-retriever='{html.escape(name)}'><h4>{html.escape(name)}</h4>"
-            f"<div class='dpr-meta'>{html.escape(message)}</div></div>")
+    return (
+        f"<div class='dpr-col' data-retriever='{html.escape(name)}'><h4>{html.escape(name)}</h4>"
+        f"<div class='dpr-meta'>{html.escape(message)}</div></div>"
+    )
 
 
 def progress_html(job: Job | None) -> str:
@@ -112,10 +122,14 @@ def progress_html(job: Job | None) -> str:
         bar = f"<progress value='{frac:.3f}' max='1'></progress>" if frac is not None else "<progress></progress>"
         count = f" — {job.done:,} / {job.total:,} ({100 * frac:.0f}%)" if frac is not None else ""
         elapsed = time.time() - job.started
-        return (f"<div class='dpr-progress' data-state='running'>{bar}<div><span class='dpr-badge dpr-running'>running</span> "
-                f"{html.escape(job.title)}: {html.escape(job.stage)}{count} · {elapsed:.0f} s</div></div>")
-    return (f"<div class='dpr-progress' data-state='{job.state}'><span class='dpr-badge dpr-{job.state}'>{job.state}</span> "
-            f"{html.escape(job.message)}</div>")
+        return (
+            f"<div class='dpr-progress' data-state='running'>{bar}<div><span class='dpr-badge dpr-running'>running</span> "
+            f"{html.escape(job.title)}: {html.escape(job.stage)}{count} · {elapsed:.0f} s</div></div>"
+        )
+    return (
+        f"<div class='dpr-progress' data-state='{job.state}'><span class='dpr-badge dpr-{job.state}'>{job.state}</span> "
+        f"{html.escape(job.message)}</div>"
+    )
 
 
 def banner_html(status: dict, index_job: Job | None, train_job: Job | None) -> str:
@@ -124,8 +138,10 @@ def banner_html(status: dict, index_job: Job | None, train_job: Job | None) -> s
         line = "Loading the corpus…"
     else:
         ready = ", ".join(status["ready_labels"]) or "none yet (BM25 only)"
-        line = (f"<b>Live corpus:</b> {html.escape(live['corpus'])} · {live['passages']:,} passages · "
-                f"{html.escape(live['index_kind'])} index · <b>dense indexes ready for:</b> {html.escape(ready)}")
+        line = (
+            f"<b>Live corpus:</b> {html.escape(live['corpus'])} · {live['passages']:,} passages · "
+            f"{html.escape(live['index_kind'])} index · <b>dense indexes ready for:</b> {html.escape(ready)}"
+        )
     parts = [f"<div class='dpr-banner' id='dpr-banner'>{line}</div>"]
     for job in (index_job, train_job):
         if job is not None and (job.running or (job.finished and time.time() - job.finished < 30)):

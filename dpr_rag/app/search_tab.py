@@ -1,4 +1,5 @@
 """Search tab: one question, BM25 / DPR / hybrid side by side with scores and latency, answers highlighted."""
+
 from __future__ import annotations
 
 import html
@@ -7,7 +8,7 @@ import time
 import gradio as gr
 
 from ..errors import ConfigError
-from ..retriever import MAX_K
+from ..retrieval.base import MAX_K
 from .common import Shared, index_note, model_dropdown, session, user_errors
 from .examples import example_questions
 from .render import hits_html, message_html, parse_answers
@@ -43,8 +44,10 @@ def run_search(state: AppState, question: str, expected: str, model_id: str, k, 
             t0 = time.perf_counter()
             hits = retriever.search([question], k)[0]
             out[name] = hits_html(label, hits, time.perf_counter() - t0, answers)
-    summary = (f"“{html.escape(question)}”: top {k} of {len(live.passages):,} passages in **{html.escape(live.name)}** · "
-               f"dense model: **{html.escape(model.label)}**")
+    summary = (
+        f"“{html.escape(question)}”: top {k} of {len(live.passages):,} passages in **{html.escape(live.name)}** · "
+        f"dense model: **{html.escape(model.label)}**"
+    )
     if answers:
         summary += f" · expected: {html.escape(' | '.join(answers))}"
     return out["bm25"], out["dense"], out["hybrid"], summary, follow
@@ -54,14 +57,21 @@ def build(shared: Shared) -> None:
     state = shared.state
     with gr.Row():
         question = gr.Textbox(label="Question", placeholder="who painted the mona lisa", scale=3, elem_id="search-question")
-        expected = gr.Textbox(label="Expected answer (optional; several separated by |) — highlighted in the passages",
-                              scale=2, elem_id="search-expected")
+        expected = gr.Textbox(
+            label="Expected answer (optional; several separated by |) — highlighted in the passages",
+            scale=2,
+            elem_id="search-expected",
+        )
     with gr.Row():
         model = model_dropdown(state, "Dense model", "search-model")
         k = gr.Slider(1, MAX_UI_K, value=5, step=1, label="k (passages per retriever)", scale=2)
         button = gr.Button("Search", variant="primary", scale=1, elem_id="search-button")
-    examples = gr.Examples([[q, " | ".join(a)] for q, a in example_questions(state.config.qa)], [question, expected],
-                           label="Examples from the default question set (click one to search)", cache_examples=False)
+    examples = gr.Examples(
+        [[q, " | ".join(a)] for q, a in example_questions(state.config.qa)],
+        [question, expected],
+        label="Examples from the default question set (click one to search)",
+        cache_examples=False,
+    )
     summary = gr.Markdown(elem_id="search-summary")
     with gr.Row(equal_height=False):
         columns = [gr.HTML(message_html(label, "—"), elem_id=f"search-{name}") for name, label in COLUMNS]
@@ -76,5 +86,6 @@ def build(shared: Shared) -> None:
     inputs = [question, expected, model, k]
     button.click(search, inputs, outputs, api_name="search", concurrency_limit=4, concurrency_id="search")
     question.submit(search, inputs, outputs, api_visibility="private", concurrency_limit=4, concurrency_id="search")
-    examples.load_input_event.then(search, inputs, outputs, api_visibility="private", concurrency_limit=4,
-                                   concurrency_id="search")
+    examples.load_input_event.then(
+        search, inputs, outputs, api_visibility="private", concurrency_limit=4, concurrency_id="search"
+    )

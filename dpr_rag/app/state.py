@@ -9,6 +9,7 @@
 - The generator is loaded on first use (QA); one `RagPipeline` per model, pointed at the live corpus's dense
   retriever with `swap_corpus` whenever the corpus changes.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,12 +18,17 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from ..data.passages import Passage, corpus_fingerprint, load_corpus
 from ..errors import ConfigError, DprRagError
-from ..passages import Passage, corpus_fingerprint, load_corpus
-from ..searcher import Searcher, dense_index
+from ..retrieval.searcher import Searcher
 from .config import AppConfig
 from .jobs import Job, JobSlot
+
+if TYPE_CHECKING:  # the generator and RAG load torch models: imported when first used
+    from ..rag.generator import Generator
+    from ..rag.pipeline import RagPipeline
 
 log = logging.getLogger("dpr_rag.app")
 
@@ -70,16 +76,17 @@ class AppState:
         self._lock = threading.RLock()
         self.models: dict[str, ModelEntry] = {}
         self.models_version = 0
-        default_label = ("all-MiniLM-L6-v2 (embedded default)" if config.model is None
-                         else f"{Path(config.model).name} (starting model)")
+        default_label = (
+            "all-MiniLM-L6-v2 (embedded default)" if config.model is None else f"{Path(config.model).name} (starting model)"
+        )
         self._add_model(ModelEntry(DEFAULT_MODEL, default_label, config.model, created=0.0))
         self._find_trained_models()
         self.live: LiveCorpus | None = None
         self.index_jobs = JobSlot("index", "index build")
         self.train_jobs = JobSlot("train", "training run")
-        self._generator = None
+        self._generator: Generator | None = None
         self._generator_lock = threading.Lock()
-        self._pipelines: dict[str, object] = {}
+        self._pipelines: dict[str, RagPipeline] = {}
         self.eval_cancels: dict[str, threading.Event] = {}
 
     # ---- models ------------------------------------------------------------------------------------------
@@ -137,27 +144,32 @@ class AppState:
                 logged[0] = tenth
                 log.info("%s: %s, %d/%d (%d%%)", job.title, what, done, total, 100 * done // max(total, 1))
             job.progress(what, done, total)
+
         return progress
 
-    def _build_searcher(self, job: Job, passages: list[Passage], model: ModelEntry, kind: str,
-                        live: LiveCorpus | None = None) -> Searcher:
+    def _build_searcher(
+        self, job: Job, passages: list[Passage], model: ModelEntry, kind: str, live: LiveCorpus | None = None
+    ) -> Searcher:
         """A searcher over `passages` with BM25, dense and hybrid built (dense from the cache, or encoded now with
         progress). If `live` is given, BM25 becomes usable there as soon as it is built."""
-        searcher = Searcher(passages, model=model.path, index_kind=kind, show_progress=False, precision=self.config.precision)
+        what = f"encoding {len(passages):,} passages"
+        searcher = Searcher(
+            passages,
+            model=model.path,
+            index_kind=kind,
+            show_progress=False,
+            precision=self.config.precision,
+            progress=self.index_progress(job, what),
+        )
         job.progress("building the BM25 index")
         searcher.retriever("bm25")
         if live is not None and not live.searchers:
             live.add(model.id, searcher, ready=False)
             self.live = live  # BM25 search works while the dense index is built
         job.progress(f"loading the encoder {model.label}")
-        encoder = searcher.encoder
-        what = f"encoding {len(passages):,} passages"
+        _ = searcher.encoder  # loaded here, so that the page says what takes the time
         job.progress(what, 0, len(passages))
-        # Builds and caches the index (or loads it from the cache); the searcher then loads it from there.
-        dense_index(passages, encoder, kind, show_progress=False, progress=self.index_progress(job, what),
-                    precision=self.config.precision)
-        job.progress("loading the dense index")
-        searcher.retriever("dense")
+        searcher.retriever("dense")  # from the cache, or encoded now with progress (and cached)
         searcher.retriever("hybrid")
         return searcher
 
@@ -176,9 +188,13 @@ class AppState:
                 self.live = live
             return live
 
-        return self.index_jobs.start(f"Index of {name}", None, work,
-                                     lambda job: f"Ready: {job.result.name}, {len(job.result.passages):,} passages",
-                                     tag=f"model:{DEFAULT_MODEL}")
+        return self.index_jobs.start(
+            f"Index of {name}",
+            None,
+            work,
+            lambda job: f"Ready: {job.result.name}, {len(job.result.passages):,} passages",
+            tag=f"model:{DEFAULT_MODEL}",
+        )
 
     def start_model_index(self, model_id: str, owner: str | None) -> Job | None:
         """Build the live corpus's dense index for a model (None if it is ready already)."""
@@ -192,8 +208,13 @@ class AppState:
                 live.add(model.id, searcher)
             return searcher
 
-        return self.index_jobs.start(f"Dense index of {live.name} for {model.label}", owner, work,
-                                     lambda job: f"Ready: {model.label} on {live.name}", tag=f"model:{model.id}")
+        return self.index_jobs.start(
+            f"Dense index of {live.name} for {model.label}",
+            owner,
+            work,
+            lambda job: f"Ready: {model.label} on {live.name}",
+            tag=f"model:{model.id}",
+        )
 
     def start_corpus_swap(self, passages: list[Passage], name: str, path: str | None, kind: str, owner: str | None) -> Job:
         """Build a corpus's indexes for the starting model, then make it the live corpus (the old one serves until then)."""
@@ -207,15 +228,20 @@ class AppState:
                 self.live = new
             return new
 
-        return self.index_jobs.start(f"Index of {name} ({kind})", owner, work,
-                                     lambda job: f"Swapped in: {name}, {len(passages):,} passages, {kind} index", tag="corpus")
+        return self.index_jobs.start(
+            f"Index of {name} ({kind})",
+            owner,
+            work,
+            lambda job: f"Swapped in: {name}, {len(passages):,} passages, {kind} index",
+            tag="corpus",
+        )
 
     # ---- RAG ----------------------------------------------------------------------------------------------
     def generator(self):
         """The generator LM, loaded on first use (the default Gemma is converted once, then cached)."""
         with self._generator_lock:
             if self._generator is None:
-                from ..generator import Generator
+                from ..rag.generator import Generator
 
                 log.info("loading the generator %s", self.config.generator or "(embedded default)")
                 self._generator = Generator.from_pretrained(self.config.generator)
@@ -227,13 +253,13 @@ class AppState:
 
     def pipeline(self, model_id: str, k: int):
         """The RAG pipeline of a model, pointed at the live corpus (hot-swapped with `swap_corpus` if it changed)."""
-        from ..rag import RagPipeline
+        from ..rag.pipeline import RagPipeline
 
         live = self.require_live()
         searcher = live.searcher(model_id)
         if searcher is None:
             raise DprRagError("the dense index for this model is not built yet")
-        retriever = searcher.retriever("dense")
+        retriever = searcher.dense()
         generator = self.generator()  # outside the lock: the first load takes seconds
         with self._lock:
             pipe = self._pipelines.get(model_id)
@@ -248,11 +274,23 @@ class AppState:
     # ---- status for the page -----------------------------------------------------------------------------
     def status(self) -> dict:
         live = self.live
-        out = {"live": None, "index_job": None, "train_job": None, "models": [m.id for m in self.models.values()],
-               "models_version": self.models_version, "generator_loaded": self.generator_loaded}
+        out: dict[str, Any] = {
+            "live": None,
+            "index_job": None,
+            "train_job": None,
+            "models": [m.id for m in self.models.values()],
+            "models_version": self.models_version,
+            "generator_loaded": self.generator_loaded,
+        }
         if live is not None:
-            out["live"] = {"corpus": live.name, "passages": len(live.passages), "fingerprint": live.fingerprint,
-                           "index_kind": live.index_kind, "ready_models": sorted(live.ready), "since": live.since}
+            out["live"] = {
+                "corpus": live.name,
+                "passages": len(live.passages),
+                "fingerprint": live.fingerprint,
+                "index_kind": live.index_kind,
+                "ready_models": sorted(live.ready),
+                "since": live.since,
+            }
         for key, slot in (("index_job", self.index_jobs), ("train_job", self.train_jobs)):
             if slot.last is not None:
                 out[key] = slot.last.to_dict()

@@ -4,6 +4,7 @@ Training runs in the background (`dpr_rag.trainer.train` in a thread, one run at
 with the status timer, so the app stays responsive and a reloaded page still sees the run. When it ends,
 its best checkpoint joins the model lists of Search, QA and Evaluate.
 """
+
 from __future__ import annotations
 
 import html
@@ -12,8 +13,9 @@ import time
 import gradio as gr
 import pandas as pd
 
+from ..data.qa import QAExample
 from ..errors import ConfigError
-from ..trainer import TrainConfig, train
+from ..training.trainer import TrainConfig, train
 from .common import Shared, session, user_errors
 from .jobs import Job
 from .render import progress_html
@@ -33,8 +35,9 @@ def _check_int(name: str, value, low: int, high: int) -> int:
     return int(v)
 
 
-def start_training(state: AppState, data: str, qa_file, epochs, batch_size, hard_negatives, lr, max_examples, run_name,
-                   owner: str | None) -> Job:
+def start_training(
+    state: AppState, data: str, qa_file, epochs, batch_size, hard_negatives, lr, max_examples, run_name, owner: str | None
+) -> Job:
     cfg = state.config
     epochs = _check_int("epochs", epochs, 1, 100)
     batch_size = _check_int("batch size", batch_size, 2, 512)
@@ -49,10 +52,12 @@ def start_training(state: AppState, data: str, qa_file, epochs, batch_size, hard
     if max_examples and max_examples < batch_size:
         raise ConfigError(f"max examples ({max_examples}) must be at least the batch size ({batch_size}), or 0 for all")
     state.train_jobs.ensure_free(owner)  # fail before copying an upload when the slot is taken
+    examples: list[QAExample] | None = None  # parsed here already: training takes them instead of parsing the file again
+    qa: str | None
     if data == DATA_UPLOAD:
         stored, shown = store_upload(qa_file, cfg.uploads_dir, QA_TYPES, cfg.max_upload_bytes, "question file")
-        load_uploaded_qa(stored, shown, cfg.max_questions)  # validate now: errors name the line
-        qa, data_name = str(stored), shown
+        examples = load_uploaded_qa(stored, shown, cfg.max_questions)  # validate now: errors name the line
+        qa, data_name = str(stored), shown  # the stored file stays the run's recorded source
     elif data == DATA_DEFAULT:
         qa, data_name = cfg.qa, ("the default questions" if cfg.qa is None else safe_name(cfg.qa))
     else:
@@ -63,9 +68,18 @@ def start_training(state: AppState, data: str, qa_file, epochs, batch_size, hard
     n = 2
     while out.exists() or f"run:{out.name}" in state.models:
         out, n = cfg.runs_dir / f"{name}-{n}", n + 1
-    config = TrainConfig(out=str(out), qa=qa, corpus=live.path, model=state.model(DEFAULT_MODEL).path, epochs=epochs,
-                         batch_size=batch_size, hard_negatives=hard_negatives, lr=lr, max_examples=max_examples or None,
-                         show_progress=False)
+    config = TrainConfig(
+        out=str(out),
+        qa=qa,
+        corpus=live.path,
+        model=state.model(DEFAULT_MODEL).path,
+        epochs=epochs,
+        batch_size=batch_size,
+        hard_negatives=hard_negatives,
+        lr=lr,
+        max_examples=max_examples or None,
+        show_progress=False,
+    )
 
     def work(job: Job):
         job.update("preparing the training data (BM25 distant supervision) and scoring the starting model on dev")
@@ -77,11 +91,17 @@ def start_training(state: AppState, data: str, qa_file, epochs, batch_size, hard
             if "loss" in record:
                 job.update(f"epoch {epoch:.2f} of {epochs}, loss {record['loss']:.4f}", step, total)
             else:
-                dev = next((f"{k.replace('dev_top', 'dev top-')} accuracy {v:.1f}%" for k, v in record.items()
-                            if k.startswith("dev_top") and v is not None), "evaluated")
+                dev = next(
+                    (
+                        f"{k.replace('dev_top', 'dev top-')} accuracy {v:.1f}%"
+                        for k, v in record.items()
+                        if k.startswith("dev_top") and v is not None
+                    ),
+                    "evaluated",
+                )
                 job.update(f"step {step}: {dev}", step, total or job.total)
 
-        return train(config, callback=on_record, cancel=job.cancel)
+        return train(config, callback=on_record, cancel=job.cancel, examples=examples)
 
     def on_success(job: Job) -> str:
         result = job.result
@@ -99,8 +119,12 @@ def loss_frame(job: Job | None) -> pd.DataFrame:
     """Step and loss of every logged step. Typed even when empty: an untyped empty frame would make the plot's
     axes categorical, and the page keeps the first axis types it sees."""
     records = [r for r in (job.records if job else []) if "loss" in r]
-    return pd.DataFrame({"step": pd.Series([r["step"] for r in records], dtype="int64"),
-                         "loss": pd.Series([r["loss"] for r in records], dtype="float64")})
+    return pd.DataFrame(
+        {
+            "step": pd.Series([r["step"] for r in records], dtype="int64"),
+            "loss": pd.Series([r["loss"] for r in records], dtype="float64"),
+        }
+    )
 
 
 def dev_text(job: Job | None) -> str:
@@ -120,13 +144,21 @@ def train_outputs(state: AppState):
 
 def build(shared: Shared) -> tuple:
     state = shared.state
-    gr.Markdown("Train a DPR dual encoder (separate question and passage towers, starting from the default encoder) with "
-                "in-batch negatives and BM25 hard negatives. Questions without passages are labelled against the live "
-                "corpus by distant supervision. Small runs take minutes on a CPU.")
+    gr.Markdown(
+        "Train a DPR dual encoder (separate question and passage towers, starting from the default encoder) with "
+        "in-batch negatives and BM25 hard negatives. Questions without passages are labelled against the live "
+        "corpus by distant supervision. Small runs take minutes on a CPU."
+    )
     with gr.Row():
         data = gr.Radio([DATA_DEFAULT, DATA_UPLOAD], value=DATA_DEFAULT, label="Training data", scale=2, elem_id="train-data")
-        qa_file = gr.File(label="Question file: NQ-open .jsonl, DPR .json (with positives), DPR .csv/.tsv",
-                          file_types=list(QA_TYPES), type="filepath", visible=False, scale=3, elem_id="train-file")
+        qa_file = gr.File(
+            label="Question file: NQ-open .jsonl, DPR .json (with positives), DPR .csv/.tsv",
+            file_types=list(QA_TYPES),
+            type="filepath",
+            visible=False,
+            scale=3,
+            elem_id="train-file",
+        )
     with gr.Row():
         epochs = gr.Number(1, label="Epochs", precision=0, minimum=1, maximum=100, elem_id="train-epochs")
         batch = gr.Number(16, label="Batch size", precision=0, minimum=2, maximum=512, elem_id="train-batch")
@@ -139,8 +171,14 @@ def build(shared: Shared) -> tuple:
         cancel = gr.Button("Cancel", variant="stop", scale=1, elem_id="train-cancel")
     progress = gr.HTML(elem_id="train-progress")
     dev = gr.Markdown(elem_id="train-dev")
-    plot = gr.LinePlot(loss_frame(None), x="step", y="loss", title="Training loss (NLL over in-batch + hard negatives)",
-                       height=320, elem_id="train-loss")
+    plot = gr.LinePlot(
+        loss_frame(None),
+        x="step",
+        y="loss",
+        title="Training loss (NLL over in-batch + hard negatives)",
+        height=320,
+        elem_id="train-loss",
+    )
 
     data.change(lambda d: gr.File(visible=d == DATA_UPLOAD), data, qa_file, api_visibility="private", queue=False)
 
@@ -154,7 +192,12 @@ def build(shared: Shared) -> tuple:
         gr.Info(html.escape(state.train_jobs.cancel(session(request)), quote=False))
         return progress_html(state.train_jobs.last)
 
-    start.click(on_start, [data, qa_file, epochs, batch, hard, lr, max_examples, run_name], [progress, plot, dev, shared.timer],
-                api_name="train_start", concurrency_limit=None)
+    start.click(
+        on_start,
+        [data, qa_file, epochs, batch, hard, lr, max_examples, run_name],
+        [progress, plot, dev, shared.timer],
+        api_name="train_start",
+        concurrency_limit=None,
+    )
     cancel.click(on_cancel, None, progress, api_name="train_cancel", concurrency_limit=None)
     return progress, plot, dev

@@ -5,6 +5,7 @@ banner, the Train and Corpus progress, the loss curve and the live-corpus panel,
 lists when a model was added. It stops itself once no job runs. `/status` (its API name) also returns a
 JSON summary, which is what API clients poll.
 """
+
 from __future__ import annotations
 
 import html
@@ -23,8 +24,10 @@ log = logging.getLogger("dpr_rag.app")
 
 # System fonts: the page needs nothing from the internet, and renders the same offline.
 THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
-INTRO = ("**dpr-rag**: BM25, DPR and hybrid retrieval, retrieval-augmented generation, DPR training and evaluation, "
-         "all on the same library the command line uses.")
+INTRO = (
+    "**dpr-rag**: BM25, DPR and hybrid retrieval, retrieval-augmented generation, DPR training and evaluation, "
+    "all on the same library the command line uses."
+)
 
 
 def status_payload(state: AppState) -> dict:
@@ -61,15 +64,36 @@ def build_app(state: AppState) -> gr.Blocks:
             changed = status["models_version"] != seen
             dropdowns = [gr.Dropdown(choices=state.model_choices()) if changed else gr.skip() for _ in shared.model_dropdowns]
             t_progress, t_plot, t_dev = train_tab.train_outputs(state)
-            return (status, banner_html(status, index_job, train_job), t_progress, t_plot, t_dev, progress_html(index_job),
-                    corpus_tab.live_markdown(state), *dropdowns, status["models_version"], gr.Timer(active=busy))
+            return (
+                status,
+                banner_html(status, index_job, train_job),
+                t_progress,
+                t_plot,
+                t_dev,
+                progress_html(index_job),
+                corpus_tab.live_markdown(state),
+                *dropdowns,
+                status["models_version"],
+                gr.Timer(active=busy),
+            )
 
-        outputs = [status_json, banner, train_progress, loss_plot, train_dev, corpus_progress, corpus_info,
-                   *shared.model_dropdowns, seen_models, timer]
+        outputs = [
+            status_json,
+            banner,
+            train_progress,
+            loss_plot,
+            train_dev,
+            corpus_progress,
+            corpus_info,
+            *shared.model_dropdowns,
+            seen_models,
+            timer,
+        ]
         timer.tick(refresh, seen_models, outputs, api_name="status", concurrency_limit=None, show_progress="hidden")
         demo.load(refresh, seen_models, outputs, api_visibility="private", concurrency_limit=None, show_progress="hidden")
         for tab in (t_search, t_qa, t_eval, t_corpus):  # another session may have trained a model or swapped the corpus
             tab.select(refresh, seen_models, outputs, api_visibility="private", concurrency_limit=None, show_progress="hidden")
+
         def prepare(model_id: str, request: gr.Request):
             return _prepare_model(state, model_id, request)
 
@@ -99,9 +123,18 @@ def launch(demo: gr.Blocks, state: AppState, **kwargs):
     cfg = state.config
     demo.queue(default_concurrency_limit=2)
     log.info("serving on http://%s:%d (data folder %s)", cfg.server_name, cfg.server_port, cfg.data_dir)
-    return demo.launch(server_name=cfg.server_name, server_port=cfg.server_port, max_file_size=cfg.max_upload_bytes,
-                       allowed_paths=[str(cfg.reports_dir)], css=CSS, theme=THEME, ssr_mode=False,
-                       show_error=True, footer_links=["api", "gradio"], **kwargs)
+    return demo.launch(
+        server_name=cfg.server_name,
+        server_port=cfg.server_port,
+        max_file_size=cfg.max_upload_bytes,
+        allowed_paths=[str(cfg.reports_dir)],
+        css=CSS,
+        theme=THEME,
+        ssr_mode=False,
+        show_error=True,
+        footer_links=["api", "gradio"],
+        **kwargs,
+    )
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ the library's loaders, whose `file:line: what is wrong` messages are shown with 
 Nothing a user sends decides where a file goes: the stored name is a random folder plus the upload's base
 name reduced to [A-Za-z0-9._-], and the final path is checked to lie inside the uploads folder.
 """
+
 from __future__ import annotations
 
 import os
@@ -12,9 +13,9 @@ import shutil
 import uuid
 from pathlib import Path
 
+from ..data.passages import Passage, load_corpus
+from ..data.qa import QAExample, load_qa
 from ..errors import DataFormatError
-from ..passages import Passage, load_corpus
-from ..qa import QAExample, load_qa
 
 CORPUS_TYPES = (".tsv", ".jsonl")
 QA_TYPES = (".jsonl", ".json", ".csv", ".tsv")
@@ -41,8 +42,9 @@ def _size(n: int) -> str:
     return f"{n / 1024 / 1024:.1f} MB" if n >= 1024 * 1024 else f"{n / 1024:.1f} KB"
 
 
-def store_upload(src: str | os.PathLike | None, uploads_dir: Path, allowed: tuple[str, ...], max_bytes: int,
-                 what: str = "file") -> tuple[Path, str]:
+def store_upload(
+    src: str | os.PathLike | None, uploads_dir: Path, allowed: tuple[str, ...], max_bytes: int, what: str = "file"
+) -> tuple[Path, str]:
     """Check an uploaded file and copy it into `uploads_dir/<random>/<safe name>`; returns (stored path, shown name)."""
     if src is None or str(src).strip() == "":
         raise DataFormatError(f"no {what} uploaded: choose a file first")

@@ -3,6 +3,7 @@
 Each lives in a folder named after its script (`top_k_accuracy/top_k_accuracy.py`), which is what
 `evaluate.load(folder)` expects; `load_metric(name)` loads one by path, kept in memory (no Arrow cache files).
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,5 +1,6 @@
 """Run `python app.py` as a subprocess on a free port, with the small corpus and tiny models of `assets`, and
 wait until it serves and its starting index is ready."""
+
 from __future__ import annotations
 
 import contextlib
@@ -45,12 +46,20 @@ class AppServer:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log_path = log_path
-        full_env = {**os.environ, **env, "GRADIO_SERVER_PORT": str(self.port), "GRADIO_SERVER_NAME": "127.0.0.1",
-                    "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-                    "PYTHONUNBUFFERED": "1"}
+        full_env = {
+            **os.environ,
+            **env,
+            "GRADIO_SERVER_PORT": str(self.port),
+            "GRADIO_SERVER_NAME": "127.0.0.1",
+            "GRADIO_ANALYTICS_ENABLED": "False",
+            "HF_HUB_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            "PYTHONUNBUFFERED": "1",
+        }
         self._log = open(log_path, "w")
-        self.proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=full_env, stdout=self._log,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "app.py"], cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT
+        )
 
     def wait_serving(self, timeout: float = 120) -> None:
         deadline = time.time() + timeout
@@ -105,5 +114,8 @@ def wait_status(client, predicate, timeout: float = 90, interval: float = 0.3) -
 
 
 def index_ready(model_id: str = "default"):
-    return lambda s: s["live"] is not None and model_id in s["live"]["ready_models"] and not (
-        s["index_job"] and s["index_job"]["state"] == "running")
+    return lambda s: (
+        s["live"] is not None
+        and model_id in s["live"]["ready_models"]
+        and not (s["index_job"] and s["index_job"]["state"] == "running")
+    )

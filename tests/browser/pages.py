@@ -1,6 +1,7 @@
 """Driving the app's page with Playwright and Debian's Chromium: launch options, and one function per tab that
 does the tab's main action and returns what the page shows. Used by tests/test_app_browser.py and by
 tests/browser/screenshots.py (which runs them against a real app for the README's pictures)."""
+
 from __future__ import annotations
 
 import os
@@ -8,8 +9,15 @@ import re
 from pathlib import Path
 
 CHROMIUM = os.environ.get("DPR_RAG_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
 VIEWPORT = {"width": 1360, "height": 900}
 
 
@@ -33,9 +41,11 @@ def open_app(page, url: str, timeout: float = 120_000) -> None:
     page.goto(url)
     page.wait_for_selector("#search-button", timeout=timeout)
     # The starting index is ready when the banner names the models with a dense index.
-    page.wait_for_function("() => { const b = document.querySelector('#dpr-banner'); return b &&"
-                           " b.textContent.includes('dense indexes ready for') && !b.textContent.includes('none yet'); }",
-                           timeout=timeout)
+    page.wait_for_function(
+        "() => { const b = document.querySelector('#dpr-banner'); return b &&"
+        " b.textContent.includes('dense indexes ready for') && !b.textContent.includes('none yet'); }",
+        timeout=timeout,
+    )
 
 
 def tab(page, name: str) -> None:
@@ -64,9 +74,12 @@ def search(page, question: str, expected: str = "", timeout: float = 60_000) -> 
 
 def wait_search(page, question: str, timeout: float = 60_000) -> None:
     """Until the results of `question` are shown (the summary quotes the question)."""
-    page.wait_for_function("(q) => { const s = document.querySelector('#search-summary'); return s &&"
-                           " s.innerText.includes('“' + q + '”') && document.querySelector('#search-bm25 .dpr-hit'); }",
-                           arg=question, timeout=timeout)
+    page.wait_for_function(
+        "(q) => { const s = document.querySelector('#search-summary'); return s &&"
+        " s.innerText.includes('“' + q + '”') && document.querySelector('#search-bm25 .dpr-hit'); }",
+        arg=question,
+        timeout=timeout,
+    )
 
 
 def click_example(page, tab_name: str, question: str) -> None:
@@ -83,19 +96,25 @@ def answer(page, question: str, mode: str, timeout: float = 120_000) -> dict:
     page.locator("#qa-button").click()
     wait_answer(page, question, timeout)
     passages = page.locator("#qa-output .qa-passage")
-    return {"answer": page.locator("#qa-output .qa-answer-text").inner_text(),
-            "meta": page.locator("#qa-output #qa-answer").inner_text(),
-            "prior": [float(passages.nth(i).get_attribute("data-prior")) for i in range(passages.count())],
-            "posterior": [float(passages.nth(i).get_attribute("data-posterior")) for i in range(passages.count())]}
+    return {
+        "answer": page.locator("#qa-output .qa-answer-text").inner_text(),
+        "meta": page.locator("#qa-output #qa-answer").inner_text(),
+        "prior": [float(passages.nth(i).get_attribute("data-prior")) for i in range(passages.count())],
+        "posterior": [float(passages.nth(i).get_attribute("data-posterior")) for i in range(passages.count())],
+    }
 
 
 def wait_answer(page, question: str, timeout: float = 120_000) -> None:
-    page.wait_for_function("(q) => { const a = document.querySelector('#qa-output .qa-question');"
-                           " return a && a.innerText === q; }", arg=question, timeout=timeout)
+    page.wait_for_function(
+        "(q) => { const a = document.querySelector('#qa-output .qa-question'); return a && a.innerText === q; }",
+        arg=question,
+        timeout=timeout,
+    )
 
 
-def train(page, epochs: int, batch_size: int, max_examples: int, run_name: str, lr: str = "0.001",
-          timeout: float = 180_000) -> str:
+def train(
+    page, epochs: int, batch_size: int, max_examples: int, run_name: str, lr: str = "0.001", timeout: float = 180_000
+) -> str:
     """Start a training run and wait for it to finish; returns the final progress line."""
     start_training(page, epochs, batch_size, max_examples, run_name, lr)
     page.wait_for_selector("#train-progress [data-state='done'], #train-progress [data-state='failed']", timeout=timeout)
@@ -104,9 +123,11 @@ def train(page, epochs: int, batch_size: int, max_examples: int, run_name: str, 
 
 def loss_points(page) -> int:
     """How many points the loss curve has drawn: the vertices of the line Vega renders into the plot's SVG."""
-    return page.evaluate("() => { const line = document.querySelector('#train-loss g.mark-line path');"
-                         " const d = line ? line.getAttribute('d') || '' : '';"
-                         " return d ? (d.match(/L/g) || []).length + 1 : 0; }")
+    return page.evaluate(
+        "() => { const line = document.querySelector('#train-loss g.mark-line path');"
+        " const d = line ? line.getAttribute('d') || '' : '';"
+        " return d ? (d.match(/L/g) || []).length + 1 : 0; }"
+    )
 
 
 def start_training(page, epochs: int, batch_size: int, max_examples: int, run_name: str, lr: str = "0.001") -> None:
@@ -135,8 +156,11 @@ def evaluate(page, model_label: str | None = None, limit: int = 0, ks: str = "1,
     page.wait_for_selector("#eval-report a", timeout=30_000)
     rows = page.locator(body)
     table = [[c.strip() for c in rows.nth(i).locator("[role=gridcell]").all_inner_texts()] for i in range(rows.count())]
-    return {"rows": table, "report": page.locator("#eval-report").inner_text(),
-            "summary": page.locator("#eval-summary").inner_text()}
+    return {
+        "rows": table,
+        "report": page.locator("#eval-report").inner_text(),
+        "summary": page.locator("#eval-summary").inner_text(),
+    }
 
 
 def swap_corpus(page, path: Path, timeout: float = 120_000) -> str:
@@ -145,6 +169,10 @@ def swap_corpus(page, path: Path, timeout: float = 120_000) -> str:
     page.locator("#corpus-file input[type=file]").set_input_files(str(path))
     page.wait_for_selector(f"#corpus-file :text('{path.name}')", timeout=30_000)
     page.locator("#corpus-build").click()
-    page.wait_for_function("(name) => { const i = document.querySelector('#corpus-info');"
-                           " return i && i.innerText.includes('Live corpus: ' + name); }", arg=path.name, timeout=timeout)
+    page.wait_for_function(
+        "(name) => { const i = document.querySelector('#corpus-info');"
+        " return i && i.innerText.includes('Live corpus: ' + name); }",
+        arg=path.name,
+        timeout=timeout,
+    )
     return page.locator("#corpus-info").inner_text()

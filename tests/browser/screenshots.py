@@ -8,6 +8,7 @@ It searches and answers an example question, trains a small model (160 questions
 a CPU), evaluates the default encoder on 200 questions, and swaps in a 300-passage corpus cut from the default
 one (then swaps the default back). Each tab's picture is <out>/<tab>.png.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,7 +18,8 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from dpr_rag.passages import default_corpus, save_jsonl
+from dpr_rag.data.defaults import default_corpus
+from dpr_rag.data.passages import save_jsonl
 
 from . import pages
 
@@ -43,8 +45,15 @@ def main() -> None:
         shown = pages.answer(page, "What is the origin city of The Beatles?", "RAG-Sequence", timeout=600_000)
         print("qa", shown["answer"], pages.screenshot(page, "qa"), f"{time.time() - t0:.0f} s", flush=True)
         if not args.skip_train:
-            final = pages.train(page, epochs=1, batch_size=16, max_examples=160, run_name=f"small-{time.strftime('%H%M')}",
-                                lr="2e-5", timeout=1_800_000)
+            final = pages.train(
+                page,
+                epochs=1,
+                batch_size=16,
+                max_examples=160,
+                run_name=f"small-{time.strftime('%H%M')}",
+                lr="2e-5",
+                timeout=1_800_000,
+            )
             print("train", final, pages.screenshot(page, "train"), f"{time.time() - t0:.0f} s", flush=True)
         shown = pages.evaluate(page, limit=200, ks="1,5,20,100", timeout=1_200_000)
         print("evaluate", shown["rows"], pages.screenshot(page, "evaluate"), f"{time.time() - t0:.0f} s", flush=True)
@@ -54,8 +63,9 @@ def main() -> None:
         print("corpus", info.splitlines()[0], pages.screenshot(page, "corpus"), f"{time.time() - t0:.0f} s", flush=True)
         pages.tab(page, "Corpus")
         page.locator("#corpus-reset").click()
-        page.wait_for_function("() => document.querySelector('#corpus-info').innerText.includes('embedded default')",
-                               timeout=600_000)
+        page.wait_for_function(
+            "() => document.querySelector('#corpus-info').innerText.includes('embedded default')", timeout=600_000
+        )
         corpus.unlink()
         browser.close()
 

@@ -6,16 +6,17 @@ reference format); load it by path:
     metric = evaluate.load("eval/metrics/squad_em_f1", keep_in_memory=True)
     metric.compute(predictions=["the Eiffel Tower"], references=[["Eiffel Tower", "tour Eiffel"]])
 
-Scoring is `dpr_rag.answers.exact_match` and `dpr_rag.answers.token_f1`: both sides normalised the SQuAD way
+Scoring is `dpr_rag.matching.exact_match` and `dpr_rag.matching.token_f1`: both sides normalised the SQuAD way
 (lower-case, punctuation removed, the articles a/an/the removed, whitespace collapsed), each prediction scored
 against its best-matching answer, then averaged over questions.
 """
+
 from __future__ import annotations
 
 import datasets
 import evaluate
 
-from dpr_rag.answers import exact_match, token_f1
+from dpr_rag.matching import exact_match, token_f1
 
 _CITATION = """@inproceedings{rajpurkar-etal-2016-squad,
   title = {{SQ}u{AD}: 100,000+ Questions for Machine Comprehension of Text},
@@ -46,15 +47,17 @@ class SquadEmF1(evaluate.Metric):
             description=__doc__,
             citation=_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({
-                "predictions": datasets.Value("string"),
-                "references": datasets.Sequence(datasets.Value("string")),
-            }),
+            features=datasets.Features(
+                {
+                    "predictions": datasets.Value("string"),
+                    "references": datasets.Sequence(datasets.Value("string")),
+                }
+            ),
         )
 
     def _compute(self, predictions, references):
-        em = [exact_match(p, list(r)) for p, r in zip(predictions, references)]
-        f1 = [token_f1(p, list(r)) for p, r in zip(predictions, references)]
+        em = [exact_match(p, list(r)) for p, r in zip(predictions, references, strict=True)]
+        f1 = [token_f1(p, list(r)) for p, r in zip(predictions, references, strict=True)]
         n = len(em)
         return {
             "exact_match": 100.0 * sum(em) / n if n else 0.0,

@@ -6,18 +6,19 @@ A local `evaluate` module (the hub's metrics cannot be fetched offline); load it
     metric.compute(predictions=[[text1, text2, ...], ...], references=[["answer", ...], ...], k=[1, 5], match="string")
 
 Each prediction is one question's retrieved passage texts in rank order; each reference is that question's
-answer strings. A passage "has the answer" by `dpr_rag.answers.has_answer` (DPR's rule: token match in
+answer strings. A passage "has the answer" by `dpr_rag.matching.has_answer` (DPR's rule: token match in
 "string" mode, regular expressions in "regex" mode), and a question counts at every k from its first such
-passage on (`dpr_rag.answers.first_hit_rank`). The match is on the text given: DPR matches passage text,
+passage on (`dpr_rag.matching.first_hit_rank`). The match is on the text given: DPR matches passage text,
 not its title.
 """
+
 from __future__ import annotations
 
 import datasets
 import evaluate
 
-from dpr_rag.answers import MATCH_MODES, first_hit_rank
 from dpr_rag.errors import ConfigError
+from dpr_rag.matching import MATCH_MODES, first_hit_rank
 
 _CITATION = """@inproceedings{karpukhin-etal-2020-dense,
   title = {Dense Passage Retrieval for Open-Domain Question Answering},
@@ -59,10 +60,12 @@ class TopKAccuracy(evaluate.Metric):
             description=__doc__,
             citation=_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({
-                "predictions": datasets.Sequence(datasets.Value("string")),
-                "references": datasets.Sequence(datasets.Value("string")),
-            }),
+            features=datasets.Features(
+                {
+                    "predictions": datasets.Sequence(datasets.Value("string")),
+                    "references": datasets.Sequence(datasets.Value("string")),
+                }
+            ),
         )
 
     def _compute(self, predictions, references, k=(1, 5, 20, 100), match: str = "string", progress=None):
@@ -70,7 +73,7 @@ class TopKAccuracy(evaluate.Metric):
         if match not in MATCH_MODES:
             raise ConfigError(f"unknown answer match mode {match!r}; allowed: {', '.join(MATCH_MODES)}")
         ranks, n = [], len(predictions)
-        for i, (texts, answers) in enumerate(zip(predictions, references), start=1):
+        for i, (texts, answers) in enumerate(zip(predictions, references, strict=True), start=1):
             ranks.append(first_hit_rank(list(answers), list(texts), match))
             if progress is not None and (i % 64 == 0 or i == n):
                 progress(i, n)

@@ -1,0 +1,228 @@
+"""QA examples and their loaders: NQ-open JSONL, DPR's retriever JSON, DPR's CSV/TSV, and the default set.
+
+Every loader returns `QAExample`s. Errors name the file and the line (JSONL, CSV) or entry (JSON).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import DataFormatError
+from ..retrieval.base import MAX_QUERY_CHARS
+from .passages import Passage
+from .readers import iter_jsonl, iter_tsv, read_text
+
+
+@dataclass
+class QAExample:
+    question: str
+    answers: list[str]
+    id: str = ""
+    gold_titles: list[str] = field(default_factory=list)
+    positive_ctxs: list[Passage] = field(default_factory=list)
+    negative_ctxs: list[Passage] = field(default_factory=list)
+    hard_negative_ctxs: list[Passage] = field(default_factory=list)
+
+
+def _check_example(question, answers, where: str) -> tuple[str, list[str]]:
+    if not isinstance(question, str) or not question.strip():
+        raise DataFormatError(f"{where}: field 'question' must be a non-empty string")
+    if len(question) > MAX_QUERY_CHARS:
+        raise DataFormatError(f"{where}: question longer than {MAX_QUERY_CHARS} characters")
+    if isinstance(answers, str):
+        answers = [answers]
+    if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
+        raise DataFormatError(f"{where}: answers must be a list of strings")
+    answers = [a.strip() for a in answers if a.strip()]
+    if not answers:
+        raise DataFormatError(f"{where}: no non-empty answer")
+    return question.strip(), answers
+
+
+def load_nq_open(path: str | os.PathLike) -> list[QAExample]:
+    """NQ-open JSONL: `{"question": "...", "answer": ["...", ...]}` a line (other fields ignored)."""
+    path = Path(path)
+    examples = []
+    for lineno, obj in iter_jsonl(path):
+        if "question" not in obj:
+            raise DataFormatError(f"{path}:{lineno}: missing field 'question'")
+        key = "answer" if "answer" in obj else "answers"
+        if key not in obj:
+            raise DataFormatError(f"{path}:{lineno}: missing field 'answer'")
+        q, answers = _check_example(obj["question"], obj[key], f"{path}:{lineno}")
+        examples.append(QAExample(q, answers, id=str(obj.get("id", lineno))))
+    return _nonempty(examples, path)
+
+
+def _ctxs(raw, where: str) -> list[Passage]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise DataFormatError(f"{where}: expected a list of passages")
+    out = []
+    for j, c in enumerate(raw):
+        if not isinstance(c, dict) or not isinstance(c.get("text"), str):
+            raise DataFormatError(f"{where}[{j}]: a passage needs a string field 'text'")
+        pid = c.get("passage_id", c.get("psg_id", c.get("id", "")))
+        out.append(Passage(str(pid), str(c.get("title") or ""), c["text"]))
+    return out
+
+
+def load_dpr_json(path: str | os.PathLike) -> list[QAExample]:
+    """DPR's retriever training/dev JSON: a list of
+    `{"question", "answers", "positive_ctxs", "negative_ctxs", "hard_negative_ctxs"}` (ctxs optional)."""
+    path = Path(path)
+    data = _read_json(path)
+    if not isinstance(data, list):
+        raise DataFormatError(f"{path}: expected a JSON list of questions")
+    examples = []
+    for i, obj in enumerate(data):
+        where = f"{path}: entry {i + 1}"
+        if not isinstance(obj, dict):
+            raise DataFormatError(f"{where}: expected an object")
+        if "answers" not in obj:
+            raise DataFormatError(f"{where}: missing field 'answers'")
+        q, answers = _check_example(obj.get("question"), obj["answers"], where)
+        examples.append(
+            QAExample(
+                q,
+                answers,
+                id=str(obj.get("id", i)),
+                positive_ctxs=_ctxs(obj.get("positive_ctxs"), f"{where} positive_ctxs"),
+                negative_ctxs=_ctxs(obj.get("negative_ctxs"), f"{where} negative_ctxs"),
+                hard_negative_ctxs=_ctxs(obj.get("hard_negative_ctxs"), f"{where} hard_negative_ctxs"),
+            )
+        )
+    return _nonempty(examples, path)
+
+
+def _parse_answer_list(raw: str, where: str) -> list | str:
+    """DPR's CSV answer column is a Python or JSON list literal; parse it as data, never execute it."""
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as e:  # TypeError: {[1]: 2}
+            raise DataFormatError(f"{where}: answers column is not a list literal: {raw[:80]!r}") from e
+    return value if isinstance(value, (list, str)) else [str(value)]
+
+
+def load_dpr_csv(path: str | os.PathLike) -> list[QAExample]:
+    """DPR's QA CSV/TSV (nq-test.csv etc.): `question<TAB>["answer", ...]`, no header."""
+    path = Path(path)
+    examples = []
+    for lineno, row in iter_tsv(path):
+        if len(row) != 2:
+            raise DataFormatError(f"{path}:{lineno}: expected 2 tab-separated fields (question, answers), got {len(row)}")
+        where = f"{path}:{lineno}"
+        q, answers = _check_example(row[0], _parse_answer_list(row[1], where), where)
+        examples.append(QAExample(q, answers, id=str(lineno)))
+    return _nonempty(examples, path)
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as e:
+        raise DataFormatError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from e
+    except RecursionError as e:
+        raise DataFormatError(f"{path}: JSON nested too deeply") from e
+
+
+def _nonempty(examples: list[QAExample], path: Path) -> list[QAExample]:
+    if not examples:
+        raise DataFormatError(f"{path}: no questions found")
+    return examples
+
+
+def answer_strings(answer) -> list[str]:
+    """Turn a fanoutqa answer into alternative answer strings (any one of them counts, as in DPR).
+
+    - a string: itself;
+    - a bool: "yes" / "no";
+    - a number: its plain form ("1998", "3.5"; integral floats lose ".0"), plus the comma-grouped form for
+      |n| >= 1000 ("12,500") since Wikipedia writes numbers that way;
+    - a list: the strings of each element (an element counts as an answer on its own: lenient for
+      "list all X" questions, where a passage rarely names every element);
+    - a dict (entity -> value): the strings of each value;
+    - None / NaN / anything else: no answer.
+    Duplicates are dropped, order kept.
+    """
+    out: list[str] = []
+    if isinstance(answer, bool):
+        out = ["yes" if answer else "no"]
+    elif isinstance(answer, str):
+        out = [answer.strip()]
+    elif isinstance(answer, (int, float)):
+        if isinstance(answer, float) and not math.isfinite(answer):
+            return []
+        if isinstance(answer, float) and answer.is_integer():
+            answer = int(answer)
+        out = [str(answer)]
+        if abs(answer) >= 1000:
+            out.append(f"{answer:,}")
+    elif isinstance(answer, list):
+        out = [s for a in answer for s in answer_strings(a)]
+    elif isinstance(answer, dict):
+        out = [s for a in answer.values() for s in answer_strings(a)]
+    return list(dict.fromkeys(s for s in out if s))
+
+
+def _leaves(node: dict):
+    subs = node.get("decomposition") or []
+    if not subs:
+        yield node
+    for sub in subs:
+        yield from _leaves(sub)
+
+
+def load_fanoutqa(path: str | os.PathLike | None = None) -> list[QAExample]:
+    """The embedded default: the single-hop sub-questions of FanOutQA's dev set (fanoutqa package).
+
+    Each top-level question decomposes into sub-questions; the leaves (no further decomposition) are
+    single-hop questions about one Wikipedia article, kept with their gold article title. Answers are
+    converted by `answer_strings`; leaves with no usable answer are skipped. Repeated questions keep
+    their first occurrence.
+    """
+    if path is None:
+        from .defaults import default_questions_path  # defaults builds on the data modules
+
+        path = default_questions_path()
+    path = Path(path)
+    data = _read_json(path)
+    examples: list[QAExample] = []
+    seen: set[str] = set()
+    for top in data:
+        for leaf in _leaves(top):
+            if leaf is top:
+                continue  # a question with no decomposition is not a sub-question
+            q = (leaf.get("question") or "").strip()
+            answers = answer_strings(leaf.get("answer"))
+            if not q or not answers or q.lower() in seen:
+                continue
+            seen.add(q.lower())
+            title = (leaf.get("evidence") or {}).get("title")
+            examples.append(QAExample(q, answers, id=str(leaf.get("id", len(examples))), gold_titles=[title] if title else []))
+    return examples
+
+
+def load_qa(path: str | os.PathLike | None = None) -> list[QAExample]:
+    """Load QA examples by extension: .jsonl (NQ-open), .json (DPR retriever JSON), .csv/.tsv (DPR CSV);
+    None gives the embedded default (fanoutqa single-hop sub-questions)."""
+    if path is None:
+        return load_fanoutqa()
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        return load_nq_open(path)
+    if suffix == ".json":
+        return load_dpr_json(path)
+    if suffix in (".csv", ".tsv"):
+        return load_dpr_csv(path)
+    raise DataFormatError(f"{path}: unknown QA format {suffix!r}; use .jsonl (NQ-open), .json (DPR) or .csv/.tsv (DPR)")

