@@ -15,12 +15,8 @@ import platform
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from tqdm.auto import tqdm
 
 from dpr_rag.data.passages import corpus_fingerprint
 from dpr_rag.data.qa import QAExample, load_qa
@@ -33,57 +29,12 @@ from .bootstrap import paired_bootstrap
 from .config import EvalConfig
 from .metrics import load_metric
 from .report import write_report
+from .stages import Progress, Stages
 
 REPORTS_DIR = Path(__file__).resolve().parent / "reports"
 SEARCH_BATCH = 64
 GENERATE_BATCH = 8
 UNTRAINED = "dense_untrained"  # the default encoder, evaluated beside a trained --model
-
-Progress = Callable[[str, int, int], None]  # (stage, done, total)
-
-
-class EvalCancelled(DprRagError):
-    """The caller set the cancel event; nothing was written."""
-
-
-@dataclass
-class _Stages:
-    """Progress bars (tqdm) that also report to the caller's callback and honour the cancel event."""
-
-    show: bool
-    progress: Progress | None
-    cancel: threading.Event | None
-
-    def check_cancel(self) -> None:
-        if self.cancel is not None and self.cancel.is_set():
-            raise EvalCancelled("evaluation cancelled")
-
-    def run(self, name: str, total: int, unit: str = "q") -> _Stage:
-        return _Stage(self, name, total, tqdm(total=total, desc=name, unit=unit, disable=not self.show, leave=self.show))
-
-
-@dataclass
-class _Stage:
-    stages: _Stages
-    name: str
-    total: int
-    bar: Any
-    done: int = 0
-
-    def __post_init__(self) -> None:
-        self.update(0)
-
-    def update(self, done: int) -> None:
-        if self.stages.cancel is not None and self.stages.cancel.is_set():
-            self.bar.close()
-        self.stages.check_cancel()
-        self.bar.update(done - self.done)
-        self.done = done
-        if self.stages.progress is not None:
-            self.stages.progress(self.name, done, self.total)
-
-    def close(self) -> None:
-        self.bar.close()
 
 
 @dataclass
@@ -160,7 +111,7 @@ def open_searcher(config: EvalConfig) -> Searcher:
     )
 
 
-def _answerable(examples: list[QAExample], searcher: Searcher, config: EvalConfig, stages: _Stages) -> list[bool]:
+def _answerable(examples: list[QAExample], searcher: Searcher, config: EvalConfig, stages: Stages) -> list[bool]:
     """Which questions could be answered at all: an answer string somewhere in the corpus (same has_answer rule)."""
     bar = stages.run("answers in corpus", len(examples))
     corpus_index = CorpusAnswerIndex([p.text for p in searcher.passages])
@@ -174,7 +125,7 @@ def _answerable(examples: list[QAExample], searcher: Searcher, config: EvalConfi
 
 
 def _retrieve(
-    config: EvalConfig, searcher: Searcher, examples: list[QAExample], answerable: list[bool], stages: _Stages
+    config: EvalConfig, searcher: Searcher, examples: list[QAExample], answerable: list[bool], stages: Stages
 ) -> _Retrieval:
     """Search every question once at the largest k; the metric finds each question's first hit."""
     names = list(config.retrievers)
@@ -255,7 +206,7 @@ def _open_pipeline(config: EvalConfig, searcher: Searcher):
 
 
 def _generate(
-    config: EvalConfig, searcher: Searcher, examples: list[QAExample], answerable: list[bool], stages: _Stages
+    config: EvalConfig, searcher: Searcher, examples: list[QAExample], answerable: list[bool], stages: Stages
 ) -> _Generation:
     """EM/F1 of each RAG mode's answers."""
     made = _Generation()
@@ -374,7 +325,7 @@ def run_evaluation(
     config = config or EvalConfig()
     out = report_folder(config.out)
     started, t_start = time.strftime("%Y-%m-%dT%H:%M:%S"), time.perf_counter()
-    stages = _Stages(config.show_progress, progress, cancel)
+    stages = Stages(config.show_progress, progress, cancel)
 
     loaded = examples if examples is not None else load_qa(config.qa)
     examples = loaded[: config.limit] if config.limit is not None else list(loaded)

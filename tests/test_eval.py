@@ -19,9 +19,10 @@ from dpr_rag.rag.pipeline import MODES, RagPipeline
 from dpr_rag.retrieval.encoder import DualEncoder
 from eval import harness
 from eval.config import GENERATION_MODES, EvalConfig, parse_ks
-from eval.harness import EvalCancelled, run_evaluation
+from eval.harness import run_evaluation
 from eval.report import FILES
 from eval.run import main
+from eval.stages import EvalCancelled
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 QA = [
