@@ -24,6 +24,12 @@ def main(argv: list[str] | None = None) -> int:
         help="beam size (default: 1 = greedy for RAG-Token and closed-book, 4 per passage for RAG-Sequence)",
     )
     parser.add_argument("--max-new-tokens", type=int, default=16)
+    parser.add_argument(
+        "--shots",
+        type=int,
+        default=0,
+        help="demonstrations (solved questions from training data) before each question; 0 = zero-shot (default 0)",
+    )
     add_corpus_args(parser)
     parser.add_argument("--index", help="a folder written by python -m dpr_rag.index --out")
     parser.add_argument("--generator", help="Hugging Face causal or seq2seq LM id/folder (default: Gemma 3 270M, embedded)")
@@ -50,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         args.index_type,
         not args.no_cache,
         args.max_new_tokens,
+        shots=args.shots,
     )
     for mode in modes:
         for question in args.questions:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from dpr_rag.errors import ConfigError
 from dpr_rag.matching import MATCH_MODES
+from dpr_rag.rag.demonstrations import MAX_SHOTS
 from dpr_rag.retrieval.base import MAX_K
 from dpr_rag.retrieval.hybrid import DEFAULT_WEIGHT, FUSIONS
 from dpr_rag.retrieval.searcher import RETRIEVERS, check_retriever_names
@@ -30,6 +31,7 @@ class EvalConfig:
     generate: list[str] = field(default_factory=list)  # RAG modes to score with EM/F1; empty = no generation
     generator: str | None = None
     rag_k: int = 5
+    shots: int = 0  # few-shot demonstrations before each question (dpr_rag.rag.demonstrations)
     limit: int | None = None  # the first N questions, in file order
     match: str = "string"
     out: str | None = None  # None = eval/reports/<timestamp>/
@@ -64,6 +66,8 @@ class EvalConfig:
             raise ConfigError(f"--limit must be a positive integer, got {self.limit!r}")
         if not _is_int(self.rag_k) or not 1 <= self.rag_k <= MAX_K:
             raise ConfigError(f"--rag-k must be an integer between 1 and {MAX_K}, got {self.rag_k!r}")
+        if not _is_int(self.shots) or not 0 <= self.shots <= MAX_SHOTS:
+            raise ConfigError(f"--shots must be an integer between 0 and {MAX_SHOTS}, got {self.shots!r}")
         if self.fusion not in FUSIONS:
             raise ConfigError(f"unknown --fusion {self.fusion!r}; choose from {', '.join(FUSIONS)}")
         if not isinstance(self.weight, (int, float)) or isinstance(self.weight, bool) or not math.isfinite(self.weight):
@@ -84,6 +88,8 @@ class EvalConfig:
         args += ["--retrievers", ",".join(self.retrievers), "--k", ",".join(map(str, self.k)), "--match", self.match]
         if self.generate:
             args += ["--generate", ",".join(self.generate), "--rag-k", str(self.rag_k)]
+            if self.shots:
+                args += ["--shots", str(self.shots)]
             if self.generator:
                 args += ["--generator", str(self.generator)]
         if self.limit is not None:

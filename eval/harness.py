@@ -202,7 +202,7 @@ def _open_pipeline(config: EvalConfig, searcher: Searcher):
         from dpr_rag.rag.pipeline import RagPipeline
     except ImportError as e:
         raise DprRagError(f"--generate needs the RAG generator, which failed to import: {e}") from e
-    return RagPipeline.open(generator=config.generator, k=config.rag_k, searcher=searcher)
+    return RagPipeline.open(generator=config.generator, k=config.rag_k, searcher=searcher, shots=config.shots)
 
 
 def _generate(
@@ -272,6 +272,7 @@ def _settings(config: EvalConfig, searcher: Searcher, names: list[str], n_loaded
         "generator": config.generator,
         "generator_source": config.generator or "embedded default generator",
         "rag_k": config.rag_k,
+        "shots": config.shots,
         "bootstrap_samples": config.bootstrap_samples,
         "confidence": config.confidence,
         "seed": config.seed,

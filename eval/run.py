@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--generator", help="generator LM for --generate (default: the embedded one)")
     parser.add_argument("--rag-k", type=int, default=5, help="passages RAG marginalises over (default 5)")
+    parser.add_argument("--shots", type=int, default=0, help="few-shot demonstrations before each question (default 0)")
     parser.add_argument("--limit", type=int, help="evaluate only the first N questions")
     parser.add_argument(
         "--match",
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         generate=parse_modes(args.generate),
         generator=args.generator,
         rag_k=args.rag_k,
+        shots=args.shots,
         limit=args.limit,
         match=args.match,
         out=args.out,

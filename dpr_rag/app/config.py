@@ -11,6 +11,7 @@ DPR_RAG_APP_MAX_PASSAGES   most passages an uploaded corpus may have (default 50
 DPR_RAG_APP_MAX_QUESTIONS  most questions an uploaded question file may have (default 20,000)
 DPR_RAG_APP_INDEX_TYPE   FAISS index type of the starting corpus: flat (default), fp16, hnsw or ivfpq
 DPR_RAG_APP_PRECISION    passage encoding precision: fp32 (default) or bf16 (~2.8x faster on CPUs with AMX)
+DPR_RAG_APP_SHOTS        few-shot demonstrations before each QA question (0-8, default 0)
 GRADIO_SERVER_NAME / GRADIO_SERVER_PORT   where to serve (default 127.0.0.1:7860)
 """
 
@@ -20,8 +21,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config_checks import check_choice, check_float, check_int
 from ..errors import ConfigError
 from ..paths import cache_dir
+from ..rag.demonstrations import MAX_SHOTS
 from ..retrieval.encoder import PRECISIONS
 from ..retrieval.faiss_index import KINDS
 
@@ -63,6 +66,16 @@ class AppConfig:
     precision: str = "fp32"
     server_name: str = "127.0.0.1"
     server_port: int = 7860
+    shots: int = 0
+
+    def __post_init__(self) -> None:
+        check_float("max_upload_mb", self.max_upload_mb, gt=0)
+        check_int("max_passages", self.max_passages, 1)
+        check_int("max_questions", self.max_questions, 1)
+        check_choice("index_kind", self.index_kind, KINDS)
+        check_choice("precision", self.precision, PRECISIONS)
+        check_int("server_port", self.server_port, 0, 65535)
+        check_int("shots", self.shots, 0, MAX_SHOTS)
 
     @classmethod
     def from_env(cls) -> AppConfig:
@@ -71,11 +84,14 @@ class AppConfig:
             max_passages = int(_env("DPR_RAG_APP_MAX_PASSAGES") or DEFAULT_MAX_PASSAGES)
             max_questions = int(_env("DPR_RAG_APP_MAX_QUESTIONS") or DEFAULT_MAX_QUESTIONS)
             port = int(_env("GRADIO_SERVER_PORT") or 7860)
+            shots = int(_env("DPR_RAG_APP_SHOTS") or 0)
         except ValueError as e:
             raise ConfigError(
-                f"DPR_RAG_APP_MAX_UPLOAD_MB, DPR_RAG_APP_MAX_PASSAGES, DPR_RAG_APP_MAX_QUESTIONS and "
+                f"DPR_RAG_APP_MAX_UPLOAD_MB, DPR_RAG_APP_MAX_PASSAGES, DPR_RAG_APP_MAX_QUESTIONS, DPR_RAG_APP_SHOTS and "
                 f"GRADIO_SERVER_PORT must be numbers: {e}"
             ) from e
+        if not 0 <= shots <= MAX_SHOTS:
+            raise ConfigError(f"DPR_RAG_APP_SHOTS={shots}: give 0 to {MAX_SHOTS} demonstrations")
         if max_mb <= 0 or max_passages <= 0 or max_questions <= 0:
             raise ConfigError(
                 "DPR_RAG_APP_MAX_UPLOAD_MB, DPR_RAG_APP_MAX_PASSAGES and DPR_RAG_APP_MAX_QUESTIONS must be positive"
@@ -100,6 +116,7 @@ class AppConfig:
             precision=precision,
             server_name=_env("GRADIO_SERVER_NAME") or "127.0.0.1",
             server_port=port,
+            shots=shots,
         )
 
     @property

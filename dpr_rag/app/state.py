@@ -253,6 +253,7 @@ class AppState:
 
     def pipeline(self, model_id: str, k: int):
         """The RAG pipeline of a model, pointed at the live corpus (hot-swapped with `swap_corpus` if it changed)."""
+        from ..rag.demonstrations import few_shot_template
         from ..rag.pipeline import RagPipeline
 
         live = self.require_live()
@@ -264,7 +265,7 @@ class AppState:
         with self._lock:
             pipe = self._pipelines.get(model_id)
             if pipe is None:
-                pipe = RagPipeline(retriever, generator, k=k)
+                pipe = RagPipeline(retriever, generator, k=k, template=few_shot_template(self.config.shots))
                 self._pipelines[model_id] = pipe
             elif pipe.retriever is not retriever:
                 pipe.swap_corpus(retriever)

@@ -32,9 +32,10 @@ from ..errors import ConfigError
 from ..retrieval.base import MAX_K, MAX_QUERY_CHARS, SearchHit
 from ..retrieval.dense import DenseRetriever
 from ..retrieval.searcher import Searcher, dense_index
+from .demonstrations import few_shot_template
 from .generator import Generator
 from .marginals import passage_posterior, rag_sequence_logprob, rag_token_logprob
-from .prompting import prompt
+from .prompting import ZERO_SHOT, PromptTemplate
 
 MODES = ("sequence", "token", "closed-book")
 DEFAULT_SEQUENCE_BEAMS = 4
@@ -80,8 +81,10 @@ class RagPipeline:
         k: int = 5,
         temperature: float | None = None,
         max_new_tokens: int = 16,
+        template: PromptTemplate = ZERO_SHOT,
     ):
         self.retriever, self.generator, self.k, self.max_new_tokens = retriever, generator, k, max_new_tokens
+        self.template = template  # the prompt: zero-shot, or few-shot demonstrations before each question
         # Cosines of L2-normalised encoders lie in [-1, 1]: without a temperature p(z|x) would be almost uniform.
         self.temperature = temperature or (0.05 if retriever.encoder.settings.normalize else 1.0)
 
@@ -98,12 +101,15 @@ class RagPipeline:
         use_cache: bool = True,
         max_new_tokens: int = 16,
         searcher: Searcher | None = None,
+        shots: int = 0,
     ) -> RagPipeline:
         """A RAG pipeline over a corpus (default: the embedded one), or over the dense retriever of a `searcher` that
         is already open (then `corpus`, `index` and `model` are its own). `rag` is a folder written by RAG training:
         its retriever/ and generator/ take the place of `model` and `generator`, with the temperature it was trained
-        with. Any corpus works with it: its index is built (or taken from the cache) with the frozen passage tower."""
+        with. Any corpus works with it: its index is built (or taken from the cache) with the frozen passage tower.
+        `shots`: demonstrations put before each question (`demonstrations.py`; 0 = zero-shot)."""
         check_int("k", k, 1, MAX_K)
+        template = few_shot_template(shots)
         temperature = None
         if rag is not None:
             folder = Path(rag)
@@ -120,9 +126,8 @@ class RagPipeline:
             searcher = Searcher.open(corpus, model=model, index=index, index_kind=index_kind, use_cache=use_cache)
         elif corpus is not None or index is not None or model is not None:
             raise ConfigError("give either an open searcher or a corpus / index / model, not both")
-        return cls(
-            searcher.dense(), Generator.from_pretrained(generator), k=k, temperature=temperature, max_new_tokens=max_new_tokens
-        )
+        generator_model = Generator.from_pretrained(generator)
+        return cls(searcher.dense(), generator_model, k, temperature, max_new_tokens, template)
 
     # ---- retrieval ------------------------------------------------------------------------------------
     def swap_corpus(
@@ -186,7 +191,7 @@ class RagPipeline:
         self, questions: list[str], hits: list[list[SearchHit]], answers: list[str]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher-forced log p(y_t | x, z, y_<t), shape (B, K, T), and the target mask (B, T)."""
-        inputs = [prompt(q, h.passage) for q, row in zip(questions, hits, strict=True) for h in row]
+        inputs = self._inputs(questions, hits)
         targets = [a for a, row in zip(answers, hits, strict=True) for _ in row]
         logp, mask = self.generator.target_logprobs(inputs, targets)
         B, K = len(questions), len(hits[0])
@@ -201,7 +206,7 @@ class RagPipeline:
         if len(answers) != len(questions):
             raise ConfigError(f"{len(questions)} questions but {len(answers)} answers")
         if mode == "closed-book":
-            logp, _ = self.generator.target_logprobs([prompt(q, None) for q in questions], answers)
+            logp, _ = self.generator.target_logprobs([self.template.render(q) for q in questions], answers)
             return logp.sum(-1)
         hits, doc_logp = self.retrieve(questions, with_grad=with_grad)
         tok_logp, mask = self._token_logp(questions, hits, answers)
@@ -223,7 +228,7 @@ class RagPipeline:
             raise ConfigError(f"num_beams must be a positive integer, got {num_beams!r}")
         with torch.no_grad():
             if mode == "closed-book":
-                inputs = [prompt(q, None) for q in questions]
+                inputs = [self.template.render(q) for q in questions]
                 outputs = self.generator.generate(inputs, self.max_new_tokens, num_beams=num_beams, num_return_sequences=1)
                 texts = [c[0] for c in outputs]
                 logp, mask = self.generator.target_logprobs(inputs, texts)
@@ -271,7 +276,7 @@ class RagPipeline:
         ]
 
     def _inputs(self, questions, hits) -> list[str]:
-        return [prompt(q, h.passage) for q, row in zip(questions, hits, strict=True) for h in row]
+        return [self.template.render(q, h.passage) for q, row in zip(questions, hits, strict=True) for h in row]
 
     def _candidates(self, questions, inputs, K: int, num_beams: int, prompts=None) -> list[list[str]]:
         """RAG-Sequence's candidates per question: the union of each passage's `num_beams` beam hypotheses."""

@@ -3,9 +3,20 @@ a chat model, and the first line of what it writes.
 
     {title}: {text}\n\nQuestion: {question}\nAnswer:        (with a retrieved passage z)
     Question: {question}\nAnswer:                          (closed book)
+
+A base LM given only that tends to repeat the question or ramble; a few demonstrations in front (few-shot, Brown et
+al. 2020) show it the task. `PromptTemplate(shots)` puts N solved examples before the question, each in the same
+form as the question's own block (with its passage when the question has one), separated by blank lines:
+
+    {demo title}: {demo text}\n\nQuestion: {demo question}\nAnswer: {demo answer}\n\n{the block above}
+
+The demonstrations come from training data (`demonstrations.py`), never from the questions being evaluated.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from transformers import StoppingCriteria
@@ -13,11 +24,41 @@ from transformers import StoppingCriteria
 from ..data.passages import Passage
 
 
+@dataclass(frozen=True)
+class Demonstration:
+    """A solved example shown before the question: the passage it reads (None for closed-book use) and its answer."""
+
+    question: str
+    answer: str
+    passage: Passage | None = None
+
+
+def _block(question: str, passage: Passage | None, answer: str | None = None) -> str:
+    context = "" if passage is None else f"{passage.title}: {passage.text}\n\n"
+    return f"{context}Question: {question}\nAnswer:" + ("" if answer is None else f" {answer}")
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """The generator's input: `shots` demonstrations, then the question with its passage (or none: closed book).
+    A closed-book prompt shows the demonstrations without their passages."""
+
+    shots: tuple[Demonstration, ...] = ()
+
+    def render(self, question: str, passage: Passage | None = None) -> str:
+        demos = [_block(d.question, d.passage if passage is not None else None, d.answer) for d in self.shots]
+        return "\n\n".join([*demos, _block(question, passage)])
+
+    def render_all(self, questions: Sequence[str], passages: Sequence[Passage | None]) -> list[str]:
+        return [self.render(q, p) for q, p in zip(questions, passages, strict=True)]
+
+
+ZERO_SHOT = PromptTemplate()
+
+
 def prompt(question: str, passage: Passage | None = None) -> str:
-    """The generator's input for `question`, reading `passage` (None: closed book). A plain template for base LMs."""
-    if passage is None:
-        return f"Question: {question}\nAnswer:"
-    return f"{passage.title}: {passage.text}\n\nQuestion: {question}\nAnswer:"
+    """The zero-shot input for `question`, reading `passage` (None: closed book)."""
+    return ZERO_SHOT.render(question, passage)
 
 
 def first_line(text: str) -> str:
