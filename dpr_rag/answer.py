@@ -1,4 +1,6 @@
-"""`python -m dpr_rag.answer "QUESTION"`: answer with RAG-Token, RAG-Sequence and closed-book, with provenance."""
+"""`python -m dpr_rag.answer "QUESTION"`: answer with RAG-Token, RAG-Sequence, standard RAG and closed-book, with
+provenance. The shipped reader (Gemma 3 270M with trained LoRA adapters) answers unless `--generator`, `--rag` or
+`--base-generator` chooses another."""
 
 from __future__ import annotations
 
@@ -32,7 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_corpus_args(parser)
     parser.add_argument("--index", help="a folder written by python -m dpr_rag.index --out")
-    parser.add_argument("--generator", help="Hugging Face causal or seq2seq LM id/folder (default: Gemma 3 270M, embedded)")
+    parser.add_argument(
+        "--generator", help="Hugging Face causal or seq2seq LM id/folder, or a LoRA adapter folder (default: the shipped reader)"
+    )
+    parser.add_argument(
+        "--base-generator", action="store_true", help="the bare base model (Gemma 3 270M) instead of the shipped reader"
+    )
     parser.add_argument(
         "--rag",
         help="a folder written by RAG training (python -m dpr_rag.train_rag): its query encoder and "
@@ -40,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    modes = ["token", "sequence", "closed-book"] if args.mode == "all" else [m.strip() for m in args.mode.split(",")]
+    modes = ["token", "sequence", "standard", "closed-book"] if args.mode == "all" else [m.strip() for m in args.mode.split(",")]
     for m in modes:
         if m not in MODES:
             raise ConfigError(f"unknown mode {m!r}; choose from {', '.join(MODES)} or all")
@@ -57,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         not args.no_cache,
         args.max_new_tokens,
         shots=args.shots,
+        base_generator=args.base_generator,
     )
     for mode in modes:
         for question in args.questions:

@@ -14,11 +14,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 from .storage import atomic_file  # noqa: E402
 
 
-def plot_training_log(log_path: str | os.PathLike, out_png: str | os.PathLike) -> None:
-    """Loss per step (with a moving average) and dev accuracy per evaluation, from a train_log.jsonl."""
+def plot_training_log(log_path: str | os.PathLike, out_png: str | os.PathLike, title: str = "DPR training") -> None:
+    """Loss per step (with a moving average) and the dev metric per evaluation (`dev_top<k>` accuracy or `dev_em`),
+    from a training log (JSON lines)."""
     records = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
     steps = [r for r in records if "loss" in r]
-    evals = [(r["step"], v, k) for r in records for k, v in r.items() if k.startswith("dev_top") and v is not None]
+    evals = [(r["step"], v, k) for r in records for k, v in r.items() if k.startswith(("dev_top", "dev_em")) and v is not None]
     fig, ax = plt.subplots(figsize=(7, 4))
     if steps:
         x, y = [r["step"] for r in steps], [r["loss"] for r in steps]
@@ -30,12 +31,13 @@ def plot_training_log(log_path: str | os.PathLike, out_png: str | os.PathLike) -
     ax.set_ylabel("NLL loss")
     if evals:
         ax2 = ax.twinx()
-        label = evals[0][2].replace("dev_top", "dev top-") + " accuracy"
+        key = evals[0][2]
+        label = "dev EM" if key == "dev_em" else key.replace("dev_top", "dev top-") + " accuracy"
         ax2.plot([e[0] for e in evals], [e[1] for e in evals], "o-", color="tab:orange", label=label)
         ax2.set_ylabel(label + " (%)")
         ax2.legend(loc="upper right")
     ax.legend(loc="upper left")
-    ax.set_title("DPR training")
+    ax.set_title(title)
     fig.tight_layout()
     with atomic_file(out_png, "wb") as f:
         fig.savefig(f, format="png", dpi=110)

@@ -1,10 +1,17 @@
-"""`python -m dpr_rag.train_rag --out DIR`: fine-tune RAG end to end (query encoder + generator; the passage encoder
-and the index stay frozen), minimising -log p(answer | question) under RAG-Token or RAG-Sequence.
+"""`python -m dpr_rag.train_rag --out DIR`: train the RAG reader (and, end to end, the query encoder; the passage encoder
+and the index stay frozen).
 
-Data: question-answer pairs, NQ-open JSONL (`--qa FILE`) or the embedded FanOutQA questions; the first answer
-string of each question is the target. Passages come from `--corpus` (default: the embedded Wikipedia summaries).
-Prints the mean loss on (up to 64 of) the training questions before and after training.
-Use the result with `python -m dpr_rag.answer "QUESTION" --rag DIR [--corpus OTHER_FILE]`.
+Data, by distant supervision (`rag/reader_data.py`): the questions of `--qa` files (NQ-open .jsonl, DPR .json/.csv;
+several may be given) and, with `--fanoutqa` or when no file is given, the embedded FanOutQA questions; a question is
+kept when one of its answers appears in a passage of the retriever's top `--data-k`. The counts kept and dropped are
+printed. A part of the kept questions (`--dev-fraction`, at most `--dev-max`), split by question, is never trained on:
+the pipeline answers it every `--dev-every` steps and best/ keeps the model with the best dev EM.
+
+Objectives (`--mode`): `passage` trains -log p(answer | question, z) on every answer-bearing passage z (cheap: one
+passage per row); `token` / `sequence` the RAG marginal over the top `--k`. `--lora-rank R` trains LoRA adapters
+instead of the whole generator; `--bf16` uses bfloat16 autocast; `--grad-accum N` batches per step; `--resume`
+continues DIR/last exactly. Output: DIR/best/ and DIR/last/ (RAG folders), rag_log.jsonl, loss.png (loss and dev EM).
+Use the result with `python -m dpr_rag.answer "QUESTION" --rag DIR`.
 """
 
 from __future__ import annotations
@@ -13,8 +20,10 @@ import argparse
 import time
 
 from .cli_common import add_corpus_args, run_cli
-from .data.qa import load_qa
-from .rag.trainer import RagTrainConfig, mean_loss, train_rag
+from .data.qa import load_fanoutqa, load_qa
+from .rag.reader_data import reader_examples
+from .rag.trainer import DEV_MODES, TRAINABLE_MODES, RagTrainConfig, mean_loss, train_rag
+from .training.distant_supervision import split_train_dev
 
 LOSS_EXAMPLES = 64  # questions the before/after loss is measured on
 
@@ -23,18 +32,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m dpr_rag.train_rag", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--out", required=True, help="output folder (retriever/, generator/, rag_config.json, rag_log.jsonl, loss.png)"
-    )
-    parser.add_argument("--qa", help="QA pairs: NQ-open .jsonl (or DPR .json/.csv); default: the embedded FanOutQA questions")
+    parser.add_argument("--out", required=True, help="output folder (best/, last/, rag_log.jsonl, loss.png)")
+    parser.add_argument("--qa", nargs="+", default=[], help="QA files: NQ-open .jsonl, DPR .json/.csv")
+    parser.add_argument("--fanoutqa", action="store_true", help="add the embedded FanOutQA questions (the default with no --qa)")
     add_corpus_args(parser)
     parser.add_argument("--generator", help="Hugging Face causal or seq2seq LM id/folder (default: Gemma 3 270M, embedded)")
-    parser.add_argument("--mode", choices=("token", "sequence"), default="token", help="marginalisation trained (default token)")
-    parser.add_argument("--k", type=int, default=5, help="retrieved passages per question (default 5)")
+    parser.add_argument("--mode", choices=TRAINABLE_MODES, default="token", help="objective (default token)")
+    parser.add_argument("--k", type=int, default=5, help="retrieved passages per question at answer time (default 5)")
+    parser.add_argument("--data-k", type=int, help="passages searched for an answer when building the data (default --k)")
+    parser.add_argument("--max-per-question", type=int, default=3, help="answer-bearing passages kept per question (default 3)")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--grad-accum", type=int, default=1, help="batches per optimizer step (default 1)")
     parser.add_argument("--lr", type=float, default=1e-5)
-    parser.add_argument("--max-examples", type=int, help="use at most this many questions (the first ones)")
+    parser.add_argument("--lora-rank", type=int, default=0, help="LoRA rank (0: train the whole generator; default 0)")
+    parser.add_argument("--lora-alpha", type=float, help="LoRA scale alpha (default 2 x rank)")
+    parser.add_argument("--no-query-encoder", action="store_true", help="token/sequence: keep the query encoder frozen")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster on CPUs with AVX512-BF16 or AMX)")
+    parser.add_argument("--dev-fraction", type=float, default=0.1, help="kept questions held out as dev (default 0.1)")
+    parser.add_argument("--dev-max", type=int, default=64, help="at most this many dev questions (default 64)")
+    parser.add_argument("--dev-every", type=int, default=0, help="steps between dev evaluations (0: each epoch's end)")
+    parser.add_argument("--dev-mode", choices=DEV_MODES, default="token", help="how dev questions are answered (default token)")
+    parser.add_argument("--max-examples", type=int, help="train on at most this many questions (the first ones)")
+    parser.add_argument("--resume", action="store_true", help="continue DIR/last exactly (same settings)")
     parser.add_argument("--seed", type=int, default=0)
     return parser
 
@@ -46,11 +66,21 @@ def main(argv: list[str] | None = None) -> int:
         mode=args.mode,
         epochs=args.epochs,
         batch_size=args.batch_size,
+        grad_accum=args.grad_accum,
         lr=args.lr,
         max_examples=args.max_examples,
         seed=args.seed,
+        lora_rank=args.lora_rank,
+        lora_alpha=args.lora_alpha,
+        train_query_encoder=not args.no_query_encoder,
+        bf16=args.bf16,
+        dev_every=args.dev_every,
+        dev_mode=args.dev_mode,
+        resume=args.resume,
     )  # checks the settings before any loading
-    examples = load_qa(args.qa)[: config.max_examples]  # what train_rag trains on: the probe is drawn from them
+    qa = [e for path in args.qa for e in load_qa(path)]
+    if args.fanoutqa or not args.qa:
+        qa += load_fanoutqa()
     from .rag.pipeline import RagPipeline  # loads the index and the generator (checks k first)
 
     pipeline = RagPipeline.open(
@@ -61,18 +91,23 @@ def main(argv: list[str] | None = None) -> int:
         index_kind=args.index_type,
         use_cache=not args.no_cache,
     )
-    probe = examples[:LOSS_EXAMPLES]
+    kept, stats = reader_examples(qa, pipeline.retriever, k=args.data_k or args.k, max_per_question=args.max_per_question)
+    print(f"distant supervision over the top {args.data_k or args.k}: {stats.summary()}", flush=True)
+    train, dev = split_train_dev(kept, args.dev_fraction, args.seed)
+    dev = dev[: args.dev_max]
+    probe = train[:LOSS_EXAMPLES]
     before = mean_loss(pipeline, probe, args.mode, batch_size=args.batch_size)
     print(
-        f"RAG-{args.mode}: {len(examples)} questions, k={args.k}; loss before training: {before:.4f} "
-        f"(mean -log p(answer|question) on {len(probe)} training questions)",
+        f"RAG-{args.mode}: {len(train)} training questions, {len(dev)} dev questions, k={args.k}; loss before "
+        f"training: {before:.4f} (on {len(probe)} training questions)",
         flush=True,
     )
     t0 = time.perf_counter()
-    result = train_rag(pipeline, examples, config)
+    result = train_rag(pipeline, train, config, dev=dev)
     seconds = time.perf_counter() - t0
     after = mean_loss(pipeline, probe, args.mode, batch_size=args.batch_size)
-    print(f"trained {result.steps} steps in {seconds:.0f} s; loss after training: {after:.4f} (before {before:.4f})")
+    best = f"; best dev EM {result.best_dev_em:.1f}" if result.best_dev_em is not None else ""
+    print(f"trained {result.steps} steps in {seconds:.0f} s; loss after training: {after:.4f} (before {before:.4f}){best}")
     print(f'saved to {result.out}; answer with: python -m dpr_rag.answer "QUESTION" --rag {result.out} [--corpus FILE]')
     return 0
 

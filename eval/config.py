@@ -17,7 +17,12 @@ from dpr_rag.retrieval.searcher import RETRIEVERS, check_retriever_names
 from .bootstrap import DEFAULT_SAMPLES
 
 DEFAULT_KS = (1, 5, 20, 100)
-GENERATION_MODES = ("sequence", "token", "closed-book")  # dpr_rag.rag.pipeline.MODES; checked against it when generating
+GENERATION_MODES = (
+    "sequence",
+    "token",
+    "standard",
+    "closed-book",
+)  # dpr_rag.rag.pipeline.MODES; checked against it when generating
 
 
 @dataclass
@@ -29,7 +34,11 @@ class EvalConfig:
     retrievers: list[str] = field(default_factory=lambda: list(RETRIEVERS))
     k: list[int] = field(default_factory=lambda: list(DEFAULT_KS))
     generate: list[str] = field(default_factory=list)  # RAG modes to score with EM/F1; empty = no generation
-    generator: str | None = None
+    generator: str | None = None  # None: the shipped reader (Gemma 3 270M + LoRA) unless base_generator
+    rag: str | None = None  # a RAG training folder (python -m dpr_rag.train_rag --out) to answer with instead
+    base_generator: bool = False  # the bare base model instead of the shipped reader
+    with_base: bool = False  # also answer with the bare base model (columns "<mode> (base)")
+    rag_retriever: str = "dense"  # what RAG retrieves with: dense, bm25 or hybrid
     rag_k: int = 5
     shots: int = 0  # few-shot demonstrations before each question (dpr_rag.rag.demonstrations)
     limit: int | None = None  # the first N questions, in file order
@@ -66,6 +75,12 @@ class EvalConfig:
             raise ConfigError(f"--limit must be a positive integer, got {self.limit!r}")
         if not _is_int(self.rag_k) or not 1 <= self.rag_k <= MAX_K:
             raise ConfigError(f"--rag-k must be an integer between 1 and {MAX_K}, got {self.rag_k!r}")
+        if sum(map(bool, (self.generator, self.rag, self.base_generator))) > 1:
+            raise ConfigError("give at most one of --generator, --rag and --base-generator")
+        if self.with_base and self.base_generator:
+            raise ConfigError("--with-base adds the base model beside the reader; with --base-generator it is the reader")
+        if self.rag_retriever not in RETRIEVERS:
+            raise ConfigError(f"unknown --rag-retriever {self.rag_retriever!r}; choose from {', '.join(RETRIEVERS)}")
         if not _is_int(self.shots) or not 0 <= self.shots <= MAX_SHOTS:
             raise ConfigError(f"--shots must be an integer between 0 and {MAX_SHOTS}, got {self.shots!r}")
         if self.fusion not in FUSIONS:
@@ -90,8 +105,14 @@ class EvalConfig:
             args += ["--generate", ",".join(self.generate), "--rag-k", str(self.rag_k)]
             if self.shots:
                 args += ["--shots", str(self.shots)]
-            if self.generator:
-                args += ["--generator", str(self.generator)]
+            for flag, value in (("--generator", self.generator), ("--rag", self.rag)):
+                if value:
+                    args += [flag, str(value)]
+            for flag, on in (("--base-generator", self.base_generator), ("--with-base", self.with_base)):
+                if on:
+                    args.append(flag)
+            if self.rag_retriever != "dense":
+                args += ["--rag-retriever", self.rag_retriever]
         if self.limit is not None:
             args += ["--limit", str(self.limit)]
         if self.index_type != "flat":

@@ -17,6 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dpr_rag.data.passages import corpus_fingerprint
 from dpr_rag.data.qa import QAExample, load_qa
@@ -30,6 +31,9 @@ from .config import EvalConfig
 from .metrics import load_metric
 from .report import write_report
 from .stages import Progress, Stages
+
+if TYPE_CHECKING:  # the generator loads only when generating
+    from dpr_rag.rag.pipeline import RagPipeline
 
 REPORTS_DIR = Path(__file__).resolve().parent / "reports"
 SEARCH_BATCH = 64
@@ -195,14 +199,35 @@ def _retrieval_comparisons(config: EvalConfig, found: _Retrieval) -> list[dict]:
     return out
 
 
-def _open_pipeline(config: EvalConfig, searcher: Searcher):
+def _open_pipeline(config: EvalConfig, searcher: Searcher) -> RagPipeline:
     """The RAG pipeline over the searcher already open (no second parse of the corpus, no second encoder), imported
     only when generation is asked for: it loads a generator LM, and retrieval-only evaluation must work without one."""
     try:
         from dpr_rag.rag.pipeline import RagPipeline
     except ImportError as e:
         raise DprRagError(f"--generate needs the RAG generator, which failed to import: {e}") from e
-    return RagPipeline.open(generator=config.generator, k=config.rag_k, searcher=searcher, shots=config.shots)
+    return RagPipeline.open(
+        generator=config.generator,
+        rag=config.rag,
+        base_generator=config.base_generator,
+        k=config.rag_k,
+        searcher=searcher,
+        shots=config.shots,
+        retriever=config.rag_retriever,
+    )
+
+
+def _readers(config: EvalConfig, searcher: Searcher) -> list[tuple[str, RagPipeline]]:
+    """(label suffix, pipeline): the configured reader, and with `with_base` the bare base model over the same retriever."""
+    from dpr_rag.rag.generator import Generator
+    from dpr_rag.rag.pipeline import RagPipeline  # noqa: F811 (the runtime import of the name typed above)
+
+    main = _open_pipeline(config, searcher)
+    readers: list[tuple[str, RagPipeline]] = [("", main)]
+    if config.with_base:
+        base = RagPipeline(main.retriever, Generator.from_pretrained(None), main.k, None, main.max_new_tokens, main.template)
+        readers.append((" (base)", base))
+    return readers
 
 
 def _generate(
@@ -212,33 +237,41 @@ def _generate(
     made = _Generation()
     if not config.generate:
         return made
-    pipeline = _open_pipeline(config, searcher)
     squad = load_metric("squad_em_f1")
     questions, answers = [ex.question for ex in examples], [ex.answers for ex in examples]
     subset = [i for i, ok in enumerate(answerable) if ok]
     n = len(examples)
-    for mode in config.generate:
-        preds: list[str] = []
-        bar = stages.run(f"generate {mode}", n)
-        t0 = time.perf_counter()
-        for start in range(0, n, GENERATE_BATCH):
-            preds += [a.answer for a in pipeline.answer_batch(questions[start : start + GENERATE_BATCH], mode)]
-            bar.update(len(preds))
-        bar.close()
-        made.seconds_per_answer[mode] = round((time.perf_counter() - t0) / n, 3)
-        scored = squad.compute(predictions=preds, references=answers)
-        made.predictions[mode], made.scored[mode] = preds, scored
-        made.qa[mode] = {"em": _r(scored["exact_match"]), "f1": _r(scored["f1"])}
-        made.qa_answerable[mode] = {
-            "em": _r(_percent([scored["exact_match_per_question"][i] for i in subset])),
-            "f1": _r(_percent([scored["f1_per_question"][i] for i in subset])),
-        }
+    for suffix, pipeline in _readers(config, searcher):
+        for mode in config.generate:
+            label = mode + suffix
+            preds: list[str] = []
+            bar = stages.run(f"generate {label}", n)
+            t0 = time.perf_counter()
+            for start in range(0, n, GENERATE_BATCH):
+                preds += [a.answer for a in pipeline.answer_batch(questions[start : start + GENERATE_BATCH], mode)]
+                bar.update(len(preds))
+            bar.close()
+            made.seconds_per_answer[label] = round((time.perf_counter() - t0) / n, 3)
+            scored = squad.compute(predictions=preds, references=answers)
+            made.predictions[label], made.scored[label] = preds, scored
+            made.qa[label] = {"em": _r(scored["exact_match"]), "f1": _r(scored["f1"])}
+            made.qa_answerable[label] = {
+                "em": _r(_percent([scored["exact_match_per_question"][i] for i in subset])),
+                "f1": _r(_percent([scored["f1_per_question"][i] for i in subset])),
+            }
     return made
 
 
 def _generation_comparisons(config: EvalConfig, made: _Generation) -> list[dict]:
+    """Every pair of modes of one reader, and each mode between readers (reader − base): the differences that matter."""
     out = []
-    for b, a in itertools.combinations(config.generate, 2):
+    labels = list(made.scored)
+    pairs = [
+        (b, a)
+        for b, a in itertools.combinations(labels, 2)
+        if b.endswith(" (base)") == a.endswith(" (base)") or b.removesuffix(" (base)") == a.removesuffix(" (base)")
+    ]
+    for b, a in pairs:
         for metric, key in (("em", "exact_match_per_question"), ("f1", "f1_per_question")):
             ci = paired_bootstrap(
                 made.scored[a][key], made.scored[b][key], config.bootstrap_samples, config.confidence, config.seed
@@ -270,7 +303,11 @@ def _settings(config: EvalConfig, searcher: Searcher, names: list[str], n_loaded
         "use_cache": config.use_cache,
         "generate": config.generate,
         "generator": config.generator,
-        "generator_source": config.generator or "embedded default generator",
+        "rag": config.rag,
+        "base_generator": config.base_generator,
+        "with_base": config.with_base,
+        "rag_retriever": config.rag_retriever,
+        "generator_source": _generator_source(config),
         "rag_k": config.rag_k,
         "shots": config.shots,
         "bootstrap_samples": config.bootstrap_samples,
@@ -283,6 +320,14 @@ def _settings(config: EvalConfig, searcher: Searcher, names: list[str], n_loaded
         "cwd": str(Path.cwd()),
         "command": config.command or config.to_command(),
     }
+
+
+def _generator_source(config: EvalConfig) -> str:
+    if config.generator or config.rag:
+        return str(config.generator or f"RAG folder {config.rag}")
+    if config.base_generator:
+        return "embedded base model (Gemma 3 270M)"
+    return "shipped reader (Gemma 3 270M + LoRA, dpr_rag/rag/reader)"
 
 
 def _per_question(examples: list[QAExample], answerable: list[bool], found: _Retrieval, made: _Generation) -> list[dict]:

@@ -45,7 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--generate", default="", help=f"RAG modes to score with EM/F1, from {','.join(GENERATION_MODES)} (default none)"
     )
-    parser.add_argument("--generator", help="generator LM for --generate (default: the embedded one)")
+    parser.add_argument("--generator", help="generator LM (or LoRA adapter folder) for --generate (default: the shipped reader)")
+    parser.add_argument("--rag", help="a RAG training folder (python -m dpr_rag.train_rag --out) to answer with")
+    parser.add_argument("--base-generator", action="store_true", help="answer with the bare base model (Gemma 3 270M)")
+    parser.add_argument("--with-base", action="store_true", help="also answer with the bare base model: columns '<mode> (base)'")
+    parser.add_argument("--rag-retriever", choices=RETRIEVERS, default="dense", help="what RAG retrieves with (default dense)")
     parser.add_argument("--rag-k", type=int, default=5, help="passages RAG marginalises over (default 5)")
     parser.add_argument("--shots", type=int, default=0, help="few-shot demonstrations before each question (default 0)")
     parser.add_argument("--limit", type=int, help="evaluate only the first N questions")
@@ -82,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         k=parse_ks(args.k),
         generate=parse_modes(args.generate),
         generator=args.generator,
+        rag=args.rag,
+        base_generator=args.base_generator,
+        with_base=args.with_base,
+        rag_retriever=args.rag_retriever,
         rag_k=args.rag_k,
         shots=args.shots,
         limit=args.limit,
@@ -106,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         cells = "  ".join(f"top-{k} {v:5.1f}" for k, v in accs.items())
         print(f"{name:>15}: {cells}   ({report['queries_per_second'][name]} queries/s)")
     for mode, v in report["qa"].items():
-        print(f"{mode:>11}: EM {v['em']:.1f}  F1 {v['f1']:.1f}  ({report['seconds_per_answer'][mode]} s/answer)")
+        print(f"{mode:>18}: EM {v['em']:.1f}  F1 {v['f1']:.1f}  ({report['seconds_per_answer'][mode]} s/answer)")
     print(f"report: {out}/ ({', '.join(FILES)})")
     return 0
 

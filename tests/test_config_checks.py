@@ -141,6 +141,18 @@ RAG_BAD = [  # (field, bad value) for RagTrainConfig
     ("show_progress", "no"),
     ("max_examples", 0),
     ("max_examples", 3.0),
+    ("grad_accum", 0),
+    ("grad_accum", 1.5),
+    ("lora_rank", -1),
+    ("lora_rank", 4.0),
+    ("lora_alpha", 0.0),
+    ("lora_alpha", math.nan),
+    ("dev_every", -1),
+    ("dev_every", None),
+    ("dev_mode", "standard"),
+    ("bf16", 1),
+    ("train_query_encoder", "yes"),
+    ("resume", None),
 ]
 
 
@@ -188,6 +200,7 @@ def test_the_defaults_and_edge_values_are_accepted():
     )
     TrainConfig(out="runs/x", warmup_ratio=0.999, dev_fraction=0.999, seed=MAX_SEED, max_examples=None, temperature=None)
     RagTrainConfig(out="runs/x", mode="sequence", epochs=3, batch_size=1, lr=3e-3, max_examples=8, seed=MAX_SEED)
+    RagTrainConfig(out="runs/x", mode="passage", grad_accum=4, lora_rank=16, lora_alpha=32, bf16=True, dev_every=50)
 
 
 def test_a_checked_config_keeps_its_values_exactly():

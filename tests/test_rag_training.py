@@ -53,7 +53,8 @@ def test_training_lowers_the_loss_and_freezes_the_passage_tower(mode, tiny_model
     # The saved folder reloads, over a corpus file, as the same model.
     out = tmp_path / "rag"
     assert (out / "rag_log.jsonl").exists() and (out / "loss.png").exists()
-    assert load_rag_config(out) == {"mode": mode, "k": 2, "temperature": pipe.temperature, "max_new_tokens": 6}
+    assert load_rag_config(out / "best") == {"mode": mode, "k": 2, "temperature": pipe.temperature, "max_new_tokens": 6}
+    assert (out / "best" / "retriever").is_dir() and (out / "last" / "optimizer.pt").is_file()
     save_jsonl(toy_passages, tmp_path / "corpus.jsonl")
     again = RagPipeline.open(corpus=str(tmp_path / "corpus.jsonl"), rag=str(out), k=2)
     assert again.retriever.encoder.passage_fingerprint() == fingerprint  # so a cached index of the corpus is reused
@@ -70,7 +71,7 @@ def test_training_rejects_bad_settings(tiny_model_dir, toy_passages, gpt2_dir, t
     pipe = pipeline(tiny_model_dir, toy_passages, gpt2_dir, k=2)
     examples = [QAExample(q, [a]) for q, a in QA]
     for mode in ("closed-book", "tokens"):  # the config refuses them itself: closed-book has no retrieval to train
-        with pytest.raises(ConfigError, match=f"^mode must be one of 'token', 'sequence', got '{mode}'$"):
+        with pytest.raises(ConfigError, match=f"^mode must be one of 'passage', 'token', 'sequence', got '{mode}'$"):
             RagTrainConfig(out=str(tmp_path / "a"), mode=mode, show_progress=False)
     with pytest.raises(ConfigError, match="batch size 16 is larger than the 8 training examples"):
         train_rag(pipe, examples, RagTrainConfig(out=str(tmp_path / "a"), batch_size=16, show_progress=False))
@@ -115,6 +116,10 @@ def test_train_rag_cli(tiny_model_dir, toy_passages, gpt2_dir, tmp_path, capsys)
                 "3e-3",
                 "--max-examples",
                 "8",
+                "--data-k",
+                "8",
+                "--dev-fraction",
+                "0.25",
             ]
         )
         == 0
@@ -122,8 +127,12 @@ def test_train_rag_cli(tiny_model_dir, toy_passages, gpt2_dir, tmp_path, capsys)
     text = capsys.readouterr().out
     before = float(text.split("loss before training: ")[1].split()[0])
     after = float(text.split("loss after training: ")[1].split()[0])
-    assert "8 questions, k=2" in text and "trained 6 steps" in text and after < before
-    assert load_rag_config(out)["mode"] == "sequence"
+    assert "8 questions: kept 8 (100.0%)" in text  # every answer is in a toy passage, all 8 searched
+    assert "6 training questions, 2 dev questions, k=2" in text and "trained 3 steps" in text and after < before
+    assert "best dev EM" in text
+    assert load_rag_config(out / "best")["mode"] == "sequence"
+    log = [json.loads(line) for line in (out / "rag_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "dev_em" in r] == [0, 1, 2, 3]  # before training and after each epoch
     # The CLI only parses: the library refuses bad settings, naming the field and the value.
     with pytest.raises(ConfigError, match="^k must be an integer between 1 and 1000, got 0$"):
         train_main(["--out", str(out), "--k", "0"])

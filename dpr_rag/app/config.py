@@ -2,7 +2,9 @@
 
 DPR_RAG_APP_CORPUS       corpus file (.tsv/.jsonl) to start on; default: the embedded Wikipedia summaries
 DPR_RAG_APP_MODEL        dense encoder (HF id/folder or a dual encoder saved by training); default: all-MiniLM-L6-v2
-DPR_RAG_APP_GENERATOR    RAG generator (HF id/folder); default: Gemma 3 270M (embedded)
+DPR_RAG_APP_GENERATOR    RAG generator (HF id/folder, or a LoRA adapter folder); default: the shipped reader
+                         (Gemma 3 270M + trained LoRA, dpr_rag/rag/reader)
+DPR_RAG_APP_BASE_GENERATOR  1: the bare Gemma 3 270M instead of the shipped reader
 DPR_RAG_APP_QA           questions used for the examples and as the "default" set of Train and Evaluate;
                          default: the embedded FanOutQA sub-questions
 DPR_RAG_APP_DATA         the app's data folder (uploads, trained models, reports); default $DPR_RAG_CACHE/app
@@ -11,7 +13,8 @@ DPR_RAG_APP_MAX_PASSAGES   most passages an uploaded corpus may have (default 50
 DPR_RAG_APP_MAX_QUESTIONS  most questions an uploaded question file may have (default 20,000)
 DPR_RAG_APP_INDEX_TYPE   FAISS index type of the starting corpus: flat (default), fp16, hnsw or ivfpq
 DPR_RAG_APP_PRECISION    passage encoding precision: fp32 (default) or bf16 (~2.8x faster on CPUs with AMX)
-DPR_RAG_APP_SHOTS        few-shot demonstrations before each QA question (0-8, default 0)
+DPR_RAG_APP_SHOTS        few-shot demonstrations before each QA question by default (0-8, default 0; the QA tab
+                         lets each user change it)
 GRADIO_SERVER_NAME / GRADIO_SERVER_PORT   where to serve (default 127.0.0.1:7860)
 """
 
@@ -21,7 +24,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config_checks import check_choice, check_float, check_int
+from ..config_checks import check_bool, check_choice, check_float, check_int
 from ..errors import ConfigError
 from ..paths import cache_dir
 from ..rag.demonstrations import MAX_SHOTS
@@ -36,6 +39,13 @@ DEFAULT_MAX_QUESTIONS = 20_000
 def _env(name: str) -> str | None:
     value = os.environ.get(name, "").strip()
     return value or None
+
+
+def _flag(name: str) -> bool:
+    value = (_env(name) or "0").lower()
+    if value not in ("0", "1", "true", "false", "yes", "no"):
+        raise ConfigError(f"{name}={value}: give 1 or 0")
+    return value in ("1", "true", "yes")
 
 
 def _path(name: str, local_only: bool) -> str | None:
@@ -67,6 +77,7 @@ class AppConfig:
     server_name: str = "127.0.0.1"
     server_port: int = 7860
     shots: int = 0
+    base_generator: bool = False
 
     def __post_init__(self) -> None:
         check_float("max_upload_mb", self.max_upload_mb, gt=0)
@@ -76,6 +87,9 @@ class AppConfig:
         check_choice("precision", self.precision, PRECISIONS)
         check_int("server_port", self.server_port, 0, 65535)
         check_int("shots", self.shots, 0, MAX_SHOTS)
+        check_bool("base_generator", self.base_generator)
+        if self.base_generator and self.generator:
+            raise ConfigError("DPR_RAG_APP_BASE_GENERATOR and DPR_RAG_APP_GENERATOR: give one of them")
 
     @classmethod
     def from_env(cls) -> AppConfig:
@@ -117,6 +131,7 @@ class AppConfig:
             server_name=_env("GRADIO_SERVER_NAME") or "127.0.0.1",
             server_port=port,
             shots=shots,
+            base_generator=_flag("DPR_RAG_APP_BASE_GENERATOR"),
         )
 
     @property

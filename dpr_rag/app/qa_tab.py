@@ -1,4 +1,5 @@
-"""QA tab: RAG-Sequence, RAG-Token or closed-book; the answer with its passages, p(z|x) and p(z|x,y)."""
+"""QA tab: RAG-Token, RAG-Sequence, standard RAG or closed-book over the dense, BM25 or hybrid retriever; the answer
+with its passages, p(z|x) and p(z|x,y)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,19 @@ import time
 import gradio as gr
 
 from ..errors import ConfigError
+from ..rag.demonstrations import MAX_SHOTS
 from .common import Shared, index_note, model_dropdown, session, user_errors
 from .examples import example_questions
 from .render import highlight
 from .state import AppState
 
-MODES = {"RAG-Sequence": "sequence", "RAG-Token": "token", "Closed-book (no retrieval)": "closed-book"}
+MODES = {
+    "RAG-Token": "token",
+    "RAG-Sequence": "sequence",
+    "Standard RAG (top-k in one prompt)": "standard",
+    "Closed-book (no retrieval)": "closed-book",
+}
+RETRIEVERS = {"Dense": "dense", "BM25": "bm25", "Hybrid (BM25 + dense)": "hybrid"}
 MAX_RAG_K = 10
 
 
@@ -37,7 +45,10 @@ def answer_html(a, mode_label: str, seconds: float, model_label: str) -> str:
         parts.append("<div class='dpr-meta'>Closed-book: the generator answered from its parameters alone, no passages.</div>")
         return "".join(parts)
     parts.append(
-        "<div class='dpr-meta'>Passages, in retrieval order: p(z|x) is the retriever's prior, "
+        "<div class='dpr-meta'>Standard RAG: all passages were read in one prompt, so no passage has a posterior of "
+        "its own; p(z|x,y) repeats the retriever's prior p(z|x).</div>"
+        if a.mode == "standard"
+        else "<div class='dpr-meta'>Passages, in retrieval order: p(z|x) is the retriever's prior, "
         "p(z|x,y) the posterior given the answer (the passage the answer leaned on).</div>"
     )
     best = max(range(len(a.passages)), key=lambda i: a.passages[i].posterior)
@@ -55,17 +66,32 @@ def answer_html(a, mode_label: str, seconds: float, model_label: str) -> str:
     return "".join(parts)
 
 
-def run_answer(state: AppState, question: str, mode_label: str, model_id: str, k, owner: str | None = None, progress=None):
+def run_answer(
+    state: AppState,
+    question: str,
+    mode_label: str,
+    model_id: str,
+    k,
+    owner: str | None = None,
+    progress=None,
+    retriever_label: str = "Dense",
+    shots=None,
+):
     """(answer html, whether an index job should be followed)."""
     question = (question or "").strip()
     if not question:
         raise ConfigError("type a question first")
     if mode_label not in MODES:
         raise ConfigError(f"unknown mode {mode_label!r}; choose one of {', '.join(MODES)}")
+    if retriever_label not in RETRIEVERS:
+        raise ConfigError(f"unknown retriever {retriever_label!r}; choose one of {', '.join(RETRIEVERS)}")
     mode = MODES[mode_label]
     k = int(k or 5)
     if not 1 <= k <= MAX_RAG_K:
         raise ConfigError(f"k must be between 1 and {MAX_RAG_K}")
+    shots = state.config.shots if shots is None else int(shots)
+    if not 0 <= shots <= MAX_SHOTS:
+        raise ConfigError(f"shots must be between 0 and {MAX_SHOTS}")
     live = state.require_live()
     model = state.model(model_id)
     if mode == "closed-book" and model.id not in live.ready:
@@ -76,22 +102,27 @@ def run_answer(state: AppState, question: str, mode_label: str, model_id: str, k
         return f"<div id='qa-answer' class='dpr-meta'>{html.escape(note)} Ask again when it is ready.</div>", follow
     if progress is not None and not state.generator_loaded:
         progress(0.1, desc="loading the generator (first use; the default one takes a few seconds)")
-    pipe = state.pipeline(model.id, k)
+    pipe = state.pipeline(model.id, k, RETRIEVERS[retriever_label], shots)
     if progress is not None:
         progress(0.5, desc=f"generating ({mode_label})")
     t0 = time.perf_counter()
     a = pipe.answer(question, mode)
-    return answer_html(a, mode_label, time.perf_counter() - t0, model.label), False
+    label = model.label if RETRIEVERS[retriever_label] == "dense" else f"{retriever_label} ({model.label})"
+    return answer_html(a, mode_label, time.perf_counter() - t0, label), False
 
 
 def build(shared: Shared) -> None:
     state = shared.state
     with gr.Row():
         question = gr.Textbox(label="Question", placeholder="who painted the mona lisa", scale=3, elem_id="qa-question")
-        mode = gr.Radio(list(MODES), value="RAG-Sequence", label="Mode", scale=2, elem_id="qa-mode")
+        mode = gr.Radio(list(MODES), value="RAG-Token", label="Mode", scale=2, elem_id="qa-mode")
     with gr.Row():
-        model = model_dropdown(state, "Retriever (dense model)", "qa-model")
+        retriever = gr.Radio(list(RETRIEVERS), value="Dense", label="Retriever", scale=2, elem_id="qa-retriever")
+        model = model_dropdown(state, "Dense model", "qa-model")
         k = gr.Slider(1, MAX_RAG_K, value=5, step=1, label="k (passages to marginalise over)", scale=2)
+        shots = gr.Slider(
+            0, MAX_SHOTS, value=state.config.shots, step=1, label="Demonstrations (few-shot)", scale=1, elem_id="qa-shots"
+        )
         button = gr.Button("Answer", variant="primary", scale=1, elem_id="qa-button")
     examples = gr.Examples(
         [[q] for q, _ in example_questions(state.config.qa)],
@@ -106,11 +137,11 @@ def build(shared: Shared) -> None:
     shared.model_dropdowns.append(model)
 
     @user_errors
-    def answer(question, mode, model_id, k, request: gr.Request, progress=gr.Progress()):
-        text, follow = run_answer(state, question, mode, model_id, k, session(request), progress)
+    def answer(question, mode, model_id, k, retriever_label, n_shots, request: gr.Request, progress=gr.Progress()):
+        text, follow = run_answer(state, question, mode, model_id, k, session(request), progress, retriever_label, n_shots)
         return text, gr.Timer(active=True) if follow else gr.skip()
 
-    inputs, outputs = [question, mode, model, k], [output, shared.timer]
+    inputs, outputs = [question, mode, model, k, retriever, shots], [output, shared.timer]
     # Generation is CPU-bound: one answer at a time; other users wait in the queue (Gradio shows their position).
     button.click(answer, inputs, outputs, api_name="answer", concurrency_limit=1, concurrency_id="generate")
     question.submit(answer, inputs, outputs, api_visibility="private", concurrency_limit=1, concurrency_id="generate")

@@ -6,8 +6,8 @@
   is ready as soon as the corpus is loaded. The live corpus object is replaced whole (hot swap) only after
   the new corpus's indexes are built, so a failed or cancelled build leaves the old one serving.
 - Index builds and training run in `JobSlot`s: one of each at a time, in a background thread.
-- The generator is loaded on first use (QA); one `RagPipeline` per model, pointed at the live corpus's dense
-  retriever with `swap_corpus` whenever the corpus changes.
+- The generator (the shipped reader unless configured otherwise) is loaded on first use (QA); one `RagPipeline`
+  per (model, retriever), rebuilt over the live corpus's retriever whenever the corpus changes.
 """
 
 from __future__ import annotations
@@ -241,18 +241,23 @@ class AppState:
         """The generator LM, loaded on first use (the default Gemma is converted once, then cached)."""
         with self._generator_lock:
             if self._generator is None:
+                from ..rag.default_generator import shipped_reader
                 from ..rag.generator import Generator
 
-                log.info("loading the generator %s", self.config.generator or "(embedded default)")
-                self._generator = Generator.from_pretrained(self.config.generator)
+                path = self.config.generator
+                reader = None if path or self.config.base_generator else shipped_reader()
+                path = str(reader / "generator") if reader else path
+                log.info("loading the generator %s", path or "(embedded base model)")
+                self._generator = Generator.from_pretrained(path)
             return self._generator
 
     @property
     def generator_loaded(self) -> bool:
         return self._generator is not None
 
-    def pipeline(self, model_id: str, k: int):
-        """The RAG pipeline of a model, pointed at the live corpus (hot-swapped with `swap_corpus` if it changed)."""
+    def pipeline(self, model_id: str, k: int, retriever: str = "dense", shots: int | None = None):
+        """The RAG pipeline of a model and retriever (dense, bm25 or hybrid), over the live corpus. A pipeline is kept
+        per (model, retriever) and follows a corpus swap; `shots` demonstrations (default: the app's setting)."""
         from ..rag.demonstrations import few_shot_template
         from ..rag.pipeline import RagPipeline
 
@@ -260,16 +265,16 @@ class AppState:
         searcher = live.searcher(model_id)
         if searcher is None:
             raise DprRagError("the dense index for this model is not built yet")
-        retriever = searcher.dense()
+        found = searcher.retriever(retriever)  # BM25 is built on first use (seconds), from its cache after that
         generator = self.generator()  # outside the lock: the first load takes seconds
+        template = few_shot_template(self.config.shots if shots is None else shots)
         with self._lock:
-            pipe = self._pipelines.get(model_id)
-            if pipe is None:
-                pipe = RagPipeline(retriever, generator, k=k, template=few_shot_template(self.config.shots))
-                self._pipelines[model_id] = pipe
-            elif pipe.retriever is not retriever:
-                pipe.swap_corpus(retriever)
-            pipe.k = k
+            key = f"{model_id}\t{retriever}"
+            pipe = self._pipelines.get(key)
+            if pipe is None or pipe.retriever is not found:
+                pipe = RagPipeline(found, generator, k=k)
+                self._pipelines[key] = pipe
+            pipe.k, pipe.template = k, template
             return pipe
 
     # ---- status for the page -----------------------------------------------------------------------------

@@ -42,10 +42,19 @@ class CausalGenerator(Generator):
     ):
         super().__init__(model, tokenizer, max_length=max_length, source=source)
         tokenizer.padding_side = "left"
-        params = inspect.signature(model.forward).parameters
+        self._inspect(model)
+
+    def _inspect(self, model: PreTrainedModel) -> None:
+        """Which arguments the model's forward takes (a peft model passes them on to its base model's forward)."""
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model  # type: ignore[operator]
+        params = inspect.signature(base.forward).parameters
         self._takes_positions = "position_ids" in params
         self._takes_logits_to_keep = "logits_to_keep" in params
         self._cache_arg = "cache" if "cache" in params else "past_key_values"  # renamed in transformers 5.x
+
+    def use_model(self, model: PreTrainedModel) -> None:
+        super().use_model(model)
+        self._inspect(model)
 
     @property
     def max_target_tokens(self) -> int:

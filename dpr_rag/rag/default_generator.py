@@ -7,6 +7,7 @@ Dequantising the GGUF takes about a minute, so it is converted once into a safet
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -16,6 +17,14 @@ from ..paths import cache_dir
 from ..storage import atomic_dir
 
 DEFAULT_GENERATOR_NAME = "gemma-3-270m"
+# The shipped reader: LoRA adapters on the default generator, trained by python -m dpr_rag.train_rag (its model card
+# is reader/README.md). RAG answers with it unless a generator is chosen or the bare base model is asked for.
+SHIPPED_READER = Path(__file__).resolve().parent / "reader"
+
+
+def shipped_reader() -> Path | None:
+    """The shipped reader's RAG folder (generator/ = adapter, rag_config.json), or None in a checkout without it."""
+    return SHIPPED_READER if (SHIPPED_READER / "generator" / "adapter_config.json").is_file() else None
 
 
 def default_generator_path(show_progress: bool = True) -> str:

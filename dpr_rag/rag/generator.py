@@ -23,10 +23,19 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from ..errors import ConfigError, DprRagError
 from ..storage import atomic_dir
-from .default_generator import default_generator_path
+from .default_generator import DEFAULT_GENERATOR_NAME, default_generator_path
+from .lora import adapter_base, is_adapter_folder, is_lora, load_lora, save_lora
 from .prompting import StopAtNewline, first_line
 
 _INSANE_LENGTH = 10**7  # tokenizers without a limit report model_max_length as ~1e30
+
+
+def _default_path_if_converted() -> str | None:
+    """The default generator's cache folder if it exists (without converting it)."""
+    from ..paths import cache_dir
+
+    folder = cache_dir() / "generators" / DEFAULT_GENERATOR_NAME
+    return str(folder) if folder.is_dir() else None
 
 
 def pad_ids(rows: Sequence[Sequence[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,6 +83,7 @@ class Generator(ABC):
         if bool(model.config.is_encoder_decoder) != self.is_encoder_decoder:
             raise ConfigError(f"generator {name}: {type(self).__name__} cannot run this model (Generator.wrap picks its class)")
         self.model, self.tokenizer, self.source = model, tokenizer, source
+        self.adapter: str | None = None  # the LoRA adapter folder it was loaded with, if any
         if tokenizer.pad_token_id is None:
             if tokenizer.eos_token_id is None:
                 raise ConfigError(
@@ -98,22 +108,40 @@ class Generator(ABC):
         return kind(model, tokenizer, max_length=max_length, source=source)
 
     @classmethod
-    def from_pretrained(cls, path_or_id: str | os.PathLike | None = None, max_length: int | None = None) -> Generator:
-        """Load a hub id or folder (None: the embedded default, Gemma 3 270M); seq2seq or causal from its config."""
+    def from_pretrained(
+        cls, path_or_id: str | os.PathLike | None = None, max_length: int | None = None, trainable_adapter: bool = False
+    ) -> Generator:
+        """Load a hub id or folder (None: the embedded default, Gemma 3 270M); seq2seq or causal from its config.
+        A LoRA adapter folder (`lora.py`) loads its base model with the adapter merged in; `trainable_adapter` keeps
+        it as a trainable peft model instead (to continue training it)."""
         path = str(path_or_id) if path_or_id else default_generator_path()
+        adapter = path if is_adapter_folder(path) else None
+        base = adapter_base(adapter) if adapter else path
         try:
-            config = AutoConfig.from_pretrained(path)
-            model = (AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM).from_pretrained(path)
-            tokenizer = AutoTokenizer.from_pretrained(path)
+            config = AutoConfig.from_pretrained(base)
+            model = (AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM).from_pretrained(base)
+            tokenizer = AutoTokenizer.from_pretrained(base)
         except (OSError, ValueError) as e:
-            raise DprRagError(f"cannot load generator {path!r}: {e}") from e
-        return cls.wrap(model.eval(), tokenizer, max_length=max_length, source=path)
+            raise DprRagError(f"cannot load generator {base!r}: {e}") from e
+        if adapter:
+            model = load_lora(model, adapter, trainable=trainable_adapter)
+        generator = cls.wrap(model.eval(), tokenizer, max_length=max_length, source=base)
+        generator.adapter = adapter
+        return generator
 
     def save_pretrained(self, out: str | os.PathLike) -> None:
-        """Write model (safetensors) and tokenizer atomically as one folder that `from_pretrained` loads."""
+        """Write the model atomically as one folder that `from_pretrained` loads: a LoRA model as its adapter only
+        (naming its base), any other as model (safetensors) and tokenizer."""
         with atomic_dir(out) as tmp:
-            self.model.save_pretrained(tmp)
-            self.tokenizer.save_pretrained(tmp)
+            if is_lora(self.model):
+                save_lora(self.model, tmp, self.source, default_base=self.source == _default_path_if_converted())
+            else:
+                self.model.save_pretrained(tmp)
+                self.tokenizer.save_pretrained(tmp)
+
+    def use_model(self, model: PreTrainedModel) -> None:
+        """Run `model` (e.g. the same model with LoRA adapters added) from now on, with this generator's tokenizer."""
+        self.model = model
 
     def _context_size(self) -> int:
         """The smaller sane value of the config's max_position_embeddings and the tokenizer's model_max_length."""

@@ -8,6 +8,8 @@ Decoding, as in the paper:
   key/value cache still works.
 - RAG-Sequence ("thorough decoding"): beam search under each passage separately gives candidate answers;
   every candidate is then rescored by its marginal Σ_z p(z|x) p(y | x, z) over all passages.
+- Standard RAG: the top-k passages concatenated into one prompt, one greedy answer, no marginalisation (the baseline
+  most RAG toolkits report); its passages carry p(z|x) only (the posterior shown is the prior).
 - Closed-book: the generator alone, no passages (the baseline).
 Each (question, passage) prompt runs through the generator once (`Generator.encode_prompts`): decoding, every beam,
 and the scoring of the answers all reuse it. Generation stops at eos or at the end of the answer's first line.
@@ -29,15 +31,17 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from ..config_checks import check_int
 from ..data.passages import Passage, load_corpus
 from ..errors import ConfigError
-from ..retrieval.base import MAX_K, MAX_QUERY_CHARS, SearchHit
+from ..retrieval.base import MAX_K, MAX_QUERY_CHARS, Retriever, SearchHit
 from ..retrieval.dense import DenseRetriever
+from ..retrieval.hybrid import HybridRetriever
 from ..retrieval.searcher import Searcher, dense_index
+from .default_generator import shipped_reader
 from .demonstrations import few_shot_template
 from .generator import Generator
 from .marginals import passage_posterior, rag_sequence_logprob, rag_token_logprob
 from .prompting import ZERO_SHOT, PromptTemplate
 
-MODES = ("sequence", "token", "closed-book")
+MODES = ("sequence", "token", "standard", "closed-book")
 DEFAULT_SEQUENCE_BEAMS = 4
 SCORING_SLACK = 8  # context kept free beyond max_new_tokens: a decoded answer re-encoded (+ eos) may take a few more tokens
 RAG_CONFIG = "rag_config.json"  # written by RAG training beside retriever/ and generator/
@@ -73,10 +77,25 @@ class _MixturePerQuestion(LogitsProcessor):
         return mixed.expand(-1, K, -1, -1).reshape(scores.shape)
 
 
+# p(z|x) = softmax(score / τ) over the top k, τ per retriever's score scale: on 200 NQ train questions the median gap
+# between the top-1 and top-5 scores is 0.093 (dense cosine), 1.61 (BM25), 5.9 (linear hybrid), so these τ give each
+# about the same spread of priors (~1.6-1.9 nats between first and fifth). RRF scores differ by ~1e-3 between ranks.
+TEMPERATURES = {"dense": 0.05, "bm25": 1.0, "hybrid": 3.0, "hybrid-rrf": 0.001}
+
+
+def default_temperature(retriever: Retriever) -> float:
+    """τ suited to the retriever's scores (`TEMPERATURES`); 1 for an unnormalised dense encoder (inner products)."""
+    if isinstance(retriever, DenseRetriever):
+        return TEMPERATURES["dense"] if retriever.encoder.settings.normalize else 1.0
+    if isinstance(retriever, HybridRetriever) and retriever.fusion == "rrf":
+        return TEMPERATURES["hybrid-rrf"]
+    return TEMPERATURES.get(retriever.name, 1.0)
+
+
 class RagPipeline:
     def __init__(
         self,
-        retriever: DenseRetriever,
+        retriever: Retriever,
         generator: Generator,
         k: int = 5,
         temperature: float | None = None,
@@ -86,7 +105,16 @@ class RagPipeline:
         self.retriever, self.generator, self.k, self.max_new_tokens = retriever, generator, k, max_new_tokens
         self.template = template  # the prompt: zero-shot, or few-shot demonstrations before each question
         # Cosines of L2-normalised encoders lie in [-1, 1]: without a temperature p(z|x) would be almost uniform.
-        self.temperature = temperature or (0.05 if retriever.encoder.settings.normalize else 1.0)
+        self.temperature = temperature or default_temperature(retriever)
+
+    @property
+    def dense(self) -> DenseRetriever:
+        """The dense retriever (training and hot-swapping need its query encoder)."""
+        if not isinstance(self.retriever, DenseRetriever):
+            raise ConfigError(
+                f"this needs the dense retriever (its query encoder); the pipeline retrieves with {self.retriever.name}"
+            )
+        return self.retriever
 
     @classmethod
     def open(
@@ -102,32 +130,42 @@ class RagPipeline:
         max_new_tokens: int = 16,
         searcher: Searcher | None = None,
         shots: int = 0,
+        base_generator: bool = False,
+        retriever: str = "dense",
     ) -> RagPipeline:
         """A RAG pipeline over a corpus (default: the embedded one), or over the dense retriever of a `searcher` that
         is already open (then `corpus`, `index` and `model` are its own). `rag` is a folder written by RAG training:
         its retriever/ and generator/ take the place of `model` and `generator`, with the temperature it was trained
         with. Any corpus works with it: its index is built (or taken from the cache) with the frozen passage tower.
-        `shots`: demonstrations put before each question (`demonstrations.py`; 0 = zero-shot)."""
+        `shots`: demonstrations put before each question (`demonstrations.py`; 0 = zero-shot).
+        With neither `generator` nor `rag`, the shipped reader answers (`default_generator.shipped_reader`: Gemma 3
+        270M with trained LoRA adapters); `base_generator=True` gives the bare base model instead. `retriever`: dense,
+        bm25 or hybrid gives the passages and p(z|x) (a softmax of its scores at a temperature suited to them)."""
         check_int("k", k, 1, MAX_K)
+        if base_generator and (generator is not None or rag is not None):
+            raise ConfigError("base_generator means the bare default generator: give no generator or RAG folder with it")
+        if rag is None and generator is None and not base_generator:
+            rag = shipped_reader()
         template = few_shot_template(shots)
         temperature = None
         if rag is not None:
-            folder = Path(rag)
-            if not (folder / "retriever").is_dir() or not (folder / "generator").is_dir():
-                raise ConfigError(
-                    f"{folder}: not a RAG training folder (retriever/ and generator/ missing); "
-                    "write one with python -m dpr_rag.train_rag --out DIR"
-                )
-            if model is not None or generator is not None or searcher is not None:
-                raise ConfigError("give either a RAG folder or a retriever model / generator, not both")
-            model, generator = str(folder / "retriever"), str(folder / "generator")
+            folder = rag_folder(rag)
+            if generator is not None:
+                raise ConfigError("give either a RAG folder or a generator, not both")
+            generator = str(folder / "generator")
+            if (folder / "retriever").is_dir():  # its query encoder was trained: it comes with the folder
+                if model is not None or searcher is not None:
+                    raise ConfigError(f"{folder} has its own trained retriever: give no retriever model or searcher with it")
+                model = str(folder / "retriever")
             temperature = load_rag_config(folder).get("temperature")
         if searcher is None:
             searcher = Searcher.open(corpus, model=model, index=index, index_kind=index_kind, use_cache=use_cache)
         elif corpus is not None or index is not None or model is not None:
             raise ConfigError("give either an open searcher or a corpus / index / model, not both")
         generator_model = Generator.from_pretrained(generator)
-        return cls(searcher.dense(), generator_model, k, temperature, max_new_tokens, template)
+        if retriever != "dense":
+            temperature = None  # the trained temperature belongs to the dense scores
+        return cls(searcher.retriever(retriever), generator_model, k, temperature, max_new_tokens, template)
 
     # ---- retrieval ------------------------------------------------------------------------------------
     def swap_corpus(
@@ -142,7 +180,7 @@ class RagPipeline:
         index cache when it has them); or a `DenseRetriever` over the new corpus, used as it is when its query tower
         has this pipeline's weights, else given this pipeline's query encoder (its index must come from the same
         passage tower)."""
-        enc = self.retriever.encoder
+        enc = self.dense.encoder
         if isinstance(corpus, DenseRetriever):
             if corpus.encoder is enc or _same_weights(corpus.encoder.query_encoder, enc.query_encoder):
                 self.retriever = corpus
@@ -164,10 +202,11 @@ class RagPipeline:
         check_questions(questions)
         if not self.retriever.passages:
             raise ConfigError("no passages retrieved: the corpus is empty")
-        enc = self.retriever.encoder
-        training = enc.query_encoder.training
+        enc = self.dense.encoder if with_grad or isinstance(self.retriever, DenseRetriever) else None
+        training = enc.query_encoder.training if enc else False
         hits = self.retriever.search(questions, self.k)  # encodes under inference mode and switches the tower to eval
-        enc.query_encoder.train(training)
+        if enc:
+            enc.query_encoder.train(training)
         n_passages = len(self.retriever.passages)
         for q, row in zip(questions, hits, strict=True):
             if len(row) < self.k:
@@ -175,12 +214,12 @@ class RagPipeline:
                     f"only {len(row)} passages retrieved for {q!r} but k={self.k}: the corpus has "
                     f"{n_passages} passages; lower k to at most {n_passages}"
                 )
-        if with_grad:
+        if with_grad and enc:
             batch = {k: v.to(next(enc.parameters()).device) for k, v in enc.tokenize_queries(questions).items()}
             q = enc.query_encoder(**batch)
             position = {id(p): i for i, p in enumerate(self.retriever.passages)}
             ids = torch.tensor([[position[id(h.passage)] for h in row] for row in hits])
-            p = torch.from_numpy(self.retriever.index.reconstruct(ids.flatten().numpy())).view(*ids.shape, -1).to(q.device)
+            p = torch.from_numpy(self.dense.index.reconstruct(ids.flatten().numpy())).view(*ids.shape, -1).to(q.device)
             scores = torch.einsum("bd,bkd->bk", q, p.to(q.dtype))
         else:
             scores = torch.tensor([[h.score for h in row] for row in hits])
@@ -209,6 +248,9 @@ class RagPipeline:
             logp, _ = self.generator.target_logprobs([self.template.render(q) for q in questions], answers)
             return logp.sum(-1)
         hits, doc_logp = self.retrieve(questions, with_grad=with_grad)
+        if mode == "standard":
+            logp, _ = self.generator.target_logprobs(self._joined_inputs(questions, hits), answers)
+            return logp.sum(-1)
         tok_logp, mask = self._token_logp(questions, hits, answers)
         doc_logp = doc_logp.to(tok_logp.device)
         return (rag_sequence_logprob if mode == "sequence" else rag_token_logprob)(doc_logp, tok_logp, mask)
@@ -218,7 +260,7 @@ class RagPipeline:
         return self.answer_batch([question], mode, num_beams)[0]
 
     def answer_batch(self, questions: list[str], mode: str = "token", num_beams: int | None = None) -> list[RagAnswer]:
-        """Answer each question. `num_beams`: RAG-Token and closed-book default to 1 (greedy); RAG-Sequence to
+        """Answer each question. `num_beams`: RAG-Token, standard RAG and closed-book default to 1 (greedy); RAG-Sequence to
         4 beams per passage (the candidates that are then rescored), 1 = the greedy answer of each passage."""
         check_mode(mode)
         check_questions(questions)
@@ -234,6 +276,8 @@ class RagPipeline:
                 logp, mask = self.generator.target_logprobs(inputs, texts)
                 return [RagAnswer(q, t, mode, float(lp.sum())) for q, t, lp in zip(questions, texts, logp, strict=True)]
             hits, doc_logp = self.retrieve(questions)
+            if mode == "standard":
+                return self._standard_answers(questions, hits, doc_logp, num_beams)
             K = len(hits[0])
             inputs = self._inputs(questions, hits)
             # Each (question, passage) prompt runs through the generator once, for decoding and for scoring the answers.
@@ -275,6 +319,29 @@ class RagPipeline:
             for b, (q, t, row) in enumerate(zip(questions, texts, hits, strict=True))
         ]
 
+    def _standard_answers(
+        self, questions: list[str], hits: list[list[SearchHit]], doc_logp: torch.Tensor, num_beams: int
+    ) -> list[RagAnswer]:
+        """Standard RAG: one answer from one prompt holding all top-k passages."""
+        inputs = self._joined_inputs(questions, hits)
+        outputs = self.generator.generate(inputs, self.max_new_tokens, num_beams=num_beams, num_return_sequences=1)
+        texts = [c[0] for c in outputs]
+        logp, _ = self.generator.target_logprobs(inputs, texts)
+        prior = doc_logp.exp()
+        return [
+            RagAnswer(
+                q,
+                t,
+                "standard",
+                float(lp.sum()),
+                [Provenance(h.passage, h.score, float(prior[b, k]), float(prior[b, k])) for k, h in enumerate(row)],
+            )
+            for b, (q, t, lp, row) in enumerate(zip(questions, texts, logp, hits, strict=True))
+        ]
+
+    def _joined_inputs(self, questions, hits) -> list[str]:
+        return [self.template.render_passages(q, [h.passage for h in row]) for q, row in zip(questions, hits, strict=True)]
+
     def _inputs(self, questions, hits) -> list[str]:
         return [self.template.render(q, h.passage) for q, row in zip(questions, hits, strict=True) for h in row]
 
@@ -297,6 +364,19 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
         return True
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape and torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def rag_folder(path: str | os.PathLike) -> Path:
+    """The RAG folder to load from `path`: a training run's best/ (or last/ if no dev EM chose one yet), or `path`
+    itself when it holds generator/."""
+    folder = Path(path)
+    for candidate in (folder, folder / "best", folder / "last"):
+        if (candidate / "generator").is_dir():
+            return candidate
+    raise ConfigError(
+        f"{folder}: not a RAG training folder (no generator/, best/ or last/ in it); "
+        "write one with python -m dpr_rag.train_rag --out DIR"
+    )
 
 
 def load_rag_config(folder) -> dict:

@@ -2,6 +2,7 @@
 a chat model, and the first line of what it writes.
 
     {title}: {text}\n\nQuestion: {question}\nAnswer:        (with a retrieved passage z)
+    {title 1}: {text 1}\n\n...{title k}: {text k}\n\nQuestion: {question}\nAnswer:   (standard RAG: the top k in one)
     Question: {question}\nAnswer:                          (closed book)
 
 A base LM given only that tends to repeat the question or ramble; a few demonstrations in front (few-shot, Brown et
@@ -33,8 +34,8 @@ class Demonstration:
     passage: Passage | None = None
 
 
-def _block(question: str, passage: Passage | None, answer: str | None = None) -> str:
-    context = "" if passage is None else f"{passage.title}: {passage.text}\n\n"
+def _block(question: str, passages: Sequence[Passage], answer: str | None = None) -> str:
+    context = "".join(f"{p.title}: {p.text}\n\n" for p in passages)
     return f"{context}Question: {question}\nAnswer:" + ("" if answer is None else f" {answer}")
 
 
@@ -46,8 +47,12 @@ class PromptTemplate:
     shots: tuple[Demonstration, ...] = ()
 
     def render(self, question: str, passage: Passage | None = None) -> str:
-        demos = [_block(d.question, d.passage if passage is not None else None, d.answer) for d in self.shots]
-        return "\n\n".join([*demos, _block(question, passage)])
+        return self.render_passages(question, [] if passage is None else [passage])
+
+    def render_passages(self, question: str, passages: Sequence[Passage]) -> str:
+        """The question after all of `passages` in one prompt (standard RAG's input; one passage: `render`)."""
+        demos = [_block(d.question, [d.passage] if passages and d.passage else [], d.answer) for d in self.shots]
+        return "\n\n".join([*demos, _block(question, passages)])
 
     def render_all(self, questions: Sequence[str], passages: Sequence[Passage | None]) -> list[str]:
         return [self.render(q, p) for q, p in zip(questions, passages, strict=True)]

@@ -1,11 +1,18 @@
-"""Fine-tune RAG end to end, as in the paper: the query encoder and the generator are trained jointly to
-maximise the marginal likelihood of the answer (RAG-Sequence or RAG-Token); the passage encoder and the
-index stay frozen, so the corpus never has to be re-encoded.
+"""Train the RAG reader, on a CPU if need be. Three objectives (`mode`):
 
-Output folder: `retriever/` (the dual encoder: trained query tower, untouched passage tower), `generator/`
-(a Hugging Face folder), `rag_config.json` (mode, k, temperature), `rag_log.jsonl`, `loss.png`; each part is written
-atomically at the end of every epoch. `python -m dpr_rag.answer --rag OUT` (or `RagPipeline.open(rag=OUT)`) loads it,
-over the corpus it was trained with or any other: the index is built with the frozen passage tower.
+- `passage`: the distant-supervision reader. Each training row is (question, one answer-bearing passage z*, the
+  answer it contains) and the loss is -log p(answer | question, z*): one passage per row, so the cheapest.
+- `token` / `sequence`: RAG end to end, as in the paper: -log of the RAG-Token or RAG-Sequence marginal
+  Σ_z p(z|x) p(y|x,z) over the top k; the query encoder is trained too (`train_query_encoder`), through p(z|x).
+
+The passage encoder and the index stay frozen, so the corpus never has to be re-encoded. The generator is trained
+whole or, with `lora_rank > 0`, through LoRA adapters (`lora.py`: a few million parameters, a few MB saved). The LM
+head runs only on the answer positions (`logits_to_keep`); `bf16` runs forward and backward under bfloat16 autocast
+(about 1.7x faster on a CPU with AVX512-BF16, measured in BENCHMARKS.md); `grad_accum` batches make one step.
+
+Every `dev_every` steps and at the end of each epoch the pipeline answers the dev questions (`dev_mode` decoding) and
+the dev EM is logged; `best/` keeps the model with the best dev EM, `last/` the latest with what an exact `resume`
+needs (`checkpoints.py`). `rag_log.jsonl` logs loss and dev EM; `loss.png` plots both.
 """
 
 from __future__ import annotations
@@ -13,9 +20,11 @@ from __future__ import annotations
 import copy
 import json
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -23,24 +32,37 @@ from tqdm.auto import tqdm
 from ..config_checks import MAX_SEED, check_bool, check_choice, check_float, check_int, check_text
 from ..data.qa import QAExample
 from ..errors import ConfigError
+from ..matching import exact_match
 from ..plots import plot_training_log
 from ..storage import atomic_file
-from .pipeline import RAG_CONFIG, RagPipeline
+from .checkpoints import load_last_state, restore_optimizer_and_rng, save_best, save_last
+from .lora import add_lora, load_lora
+from .pipeline import RagPipeline
+from .reader_data import passage_rows, passage_target
 
-TRAINABLE_MODES = ("token", "sequence")  # closed-book has no retriever in the loop: nothing to marginalise over
+TRAINABLE_MODES = ("passage", "token", "sequence")  # closed-book has no retriever in the loop: nothing to marginalise over
+DEV_MODES = ("token", "sequence")
 
 
 @dataclass
 class RagTrainConfig:
     out: str
-    mode: str = "token"  # RAG-Token or RAG-Sequence marginalisation
+    mode: str = "token"  # passage (distant-supervision reader), RAG-Token or RAG-Sequence marginalisation
     epochs: int = 1
-    batch_size: int = 4
+    batch_size: int = 4  # rows per forward pass
+    grad_accum: int = 1  # forward passes per optimizer step
     lr: float = 1e-5
     max_grad_norm: float = 1.0
     seed: int = 0
     show_progress: bool = True
     max_examples: int | None = None  # train on the first this many examples only (quick runs)
+    lora_rank: int = 0  # 0: train the whole generator; r > 0: LoRA adapters of rank r
+    lora_alpha: float | None = None  # LoRA scale α (default 2r)
+    train_query_encoder: bool = True  # token/sequence: train the query tower through p(z|x) (passage mode never does)
+    bf16: bool = False  # bfloat16 autocast for forward and backward
+    dev_every: int = 0  # optimizer steps between dev evaluations (0: at the end of each epoch only)
+    dev_mode: str = "token"  # how the dev questions are answered
+    resume: bool = False  # continue OUT/last exactly
 
     def __post_init__(self) -> None:
         """Reject a setting training cannot use (ConfigError naming the field and the value) before any work."""
@@ -48,11 +70,23 @@ class RagTrainConfig:
         check_choice("mode", self.mode, TRAINABLE_MODES)
         check_int("epochs", self.epochs, 1)
         check_int("batch_size", self.batch_size, 1)
+        check_int("grad_accum", self.grad_accum, 1)
         check_float("lr", self.lr, gt=0)
         check_float("max_grad_norm", self.max_grad_norm, gt=0)
         check_int("seed", self.seed, 0, MAX_SEED)
         check_bool("show_progress", self.show_progress)
         check_int("max_examples", self.max_examples, 1, optional=True)
+        check_int("lora_rank", self.lora_rank, 0, 1024)
+        check_float("lora_alpha", self.lora_alpha, gt=0, optional=True)
+        check_bool("train_query_encoder", self.train_query_encoder)
+        check_bool("bf16", self.bf16)
+        check_int("dev_every", self.dev_every, 0)
+        check_choice("dev_mode", self.dev_mode, DEV_MODES)
+        check_bool("resume", self.resume)
+
+    @property
+    def trains_retriever(self) -> bool:
+        return self.mode != "passage" and self.train_query_encoder
 
 
 @dataclass
@@ -61,21 +95,21 @@ class RagTrainResult:
     steps: int
     history: list[dict] = field(default_factory=list)
     cancelled: bool = False
+    best_dev_em: float | None = None
 
 
 def freeze_passage_tower(pipeline: RagPipeline) -> None:
     """Give the query tower its own weights (if shared) and freeze the passage tower that built the index."""
-    enc = pipeline.retriever.encoder
+    enc = pipeline.dense.encoder
     if enc.passage_encoder is enc.query_encoder:
         enc.passage_encoder = copy.deepcopy(enc.query_encoder)
         enc.settings.shared = False
     enc.passage_encoder.requires_grad_(False)
 
 
-def check_targets(pipeline: RagPipeline, examples: list[QAExample]) -> None:
+def check_targets(pipeline: RagPipeline, examples: Sequence[QAExample]) -> None:
     """Every target answer must fit the generator's context (with room for the input): fail before training."""
     gen = pipeline.generator
-    # A causal LM reads input and answer in one context, with at least one input token (after any <bos>) to predict from.
     limit = gen.max_target_tokens
     for i, e in enumerate(examples):
         if not e.answers:
@@ -88,22 +122,87 @@ def check_targets(pipeline: RagPipeline, examples: list[QAExample]) -> None:
             )
 
 
+def _rows(examples: Sequence[QAExample], mode: str) -> list[tuple[QAExample, int]]:
+    """The training rows: (example, answer-bearing passage number) in passage mode, (example, -1) otherwise."""
+    if mode != "passage":
+        return [(e, -1) for e in examples]
+    for i, e in enumerate(examples):
+        if not e.positive_ctxs:
+            raise ConfigError(
+                f"training example {i + 1} ({e.question!r}) has no answer-bearing passage; passage mode trains on "
+                "the examples of reader_examples (distant supervision)"
+            )
+    return passage_rows(examples)
+
+
+def batch_loss(pipeline: RagPipeline, rows: Sequence[tuple[QAExample, int]], mode: str, with_grad: bool) -> torch.Tensor:
+    """-log p(answer | question) per row (B,), under `mode`'s objective."""
+    if mode == "passage":
+        inputs = [pipeline.template.render(e.question, e.positive_ctxs[i]) for e, i in rows]
+        logp, _ = pipeline.generator.target_logprobs(inputs, [passage_target(e, i) for e, i in rows])
+        return -logp.sum(-1)
+    questions, targets = [e.question for e, _ in rows], [e.answers[0] for e, _ in rows]
+    return -pipeline.marginal_logprob(questions, targets, mode, with_grad=with_grad)
+
+
 @torch.no_grad()
 def mean_loss(pipeline: RagPipeline, examples: list[QAExample], mode: str, batch_size: int = 8) -> float:
-    """Mean -log p(answer | question) over `examples` (eval mode, no gradients): the training objective."""
-    enc, gen = pipeline.retriever.encoder, pipeline.generator
+    """Mean training loss over `examples` (eval mode, no gradients)."""
+    enc, gen = pipeline.dense.encoder, pipeline.generator
+    modes = enc.query_encoder.training, gen.model.training
+    enc.query_encoder.eval()
+    gen.model.eval()
+    rows = _rows(examples, mode)
+    try:
+        total = sum(
+            float(batch_loss(pipeline, rows[s : s + batch_size], mode, False).sum()) for s in range(0, len(rows), batch_size)
+        )
+        return total / max(len(rows), 1)
+    finally:
+        enc.query_encoder.train(modes[0])
+        gen.model.train(modes[1])
+
+
+@torch.no_grad()
+def dev_exact_match(pipeline: RagPipeline, dev: Sequence[QAExample], mode: str = "token", batch_size: int = 8) -> float:
+    """EM (%) of the pipeline's answers to the dev questions, against all their answers."""
+    enc, gen = pipeline.dense.encoder, pipeline.generator
     modes = enc.query_encoder.training, gen.model.training
     enc.query_encoder.eval()
     gen.model.eval()
     try:
-        total = 0.0
-        for start in range(0, len(examples), batch_size):
-            batch = examples[start : start + batch_size]
-            total += -float(pipeline.marginal_logprob([e.question for e in batch], [e.answers[0] for e in batch], mode).sum())
-        return total / max(len(examples), 1)
+        hits = 0.0
+        for s in range(0, len(dev), batch_size):
+            batch = dev[s : s + batch_size]
+            answers = pipeline.answer_batch([e.question for e in batch], mode)
+            hits += sum(exact_match(a.answer, e.answers) for a, e in zip(answers, batch, strict=True))
+        return 100.0 * hits / max(len(dev), 1)
     finally:
         enc.query_encoder.train(modes[0])
         gen.model.train(modes[1])
+
+
+def _prepare(pipeline: RagPipeline, cfg: RagTrainConfig, out: Path) -> list[torch.nn.Parameter]:
+    """Freeze what is not trained, add LoRA (or reload last/'s adapter on resume); the trained parameters."""
+    freeze_passage_tower(pipeline)
+    enc, gen = pipeline.dense.encoder, pipeline.generator
+    if cfg.resume:
+        last = out / "last"
+        if cfg.lora_rank:
+            gen.use_model(load_lora(gen.model, last / "generator", trainable=True))
+        else:
+            gen.model.load_state_dict(type(gen).from_pretrained(last / "generator").model.state_dict())
+        if cfg.trains_retriever:
+            from ..retrieval.encoder import DualEncoder
+
+            enc.query_encoder.load_state_dict(DualEncoder.from_pretrained(last / "retriever").query_encoder.state_dict())
+    elif cfg.lora_rank:
+        gen.use_model(add_lora(gen.model, cfg.lora_rank, cfg.lora_alpha))
+    enc.query_encoder.requires_grad_(cfg.trains_retriever)
+    params = [p for p in gen.model.parameters() if p.requires_grad]
+    if cfg.trains_retriever:
+        params += [p for p in enc.query_encoder.parameters() if p.requires_grad]
+    return params
 
 
 def train_rag(
@@ -112,64 +211,100 @@ def train_rag(
     cfg: RagTrainConfig,
     callback: Callable[[dict], None] | None = None,
     cancel: threading.Event | None = None,
+    dev: Sequence[QAExample] = (),
 ) -> RagTrainResult:
-    """Minimise -log p(answer | question) over `examples` (the first answer string is the target; only the first
-    `cfg.max_examples` examples when set)."""
-    examples = examples[: cfg.max_examples]
-    if len(examples) < cfg.batch_size:
-        raise ConfigError(f"batch size {cfg.batch_size} is larger than the {len(examples)} training examples")
-    check_targets(pipeline, examples)
-    torch.manual_seed(cfg.seed)
-    freeze_passage_tower(pipeline)
-    enc, gen = pipeline.retriever.encoder, pipeline.generator
-    params = [p for p in [*enc.query_encoder.parameters(), *gen.model.parameters()] if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr)
+    """Minimise the `cfg.mode` loss over `examples` (the first answer string is the target; passage mode trains on
+    each of their answer-bearing `positive_ctxs`), with dev EM on `dev` (questions never trained on)."""
+    rows = _rows(examples[: cfg.max_examples], cfg.mode)
+    if len(rows) < cfg.batch_size:
+        raise ConfigError(f"batch size {cfg.batch_size} is larger than the {len(rows)} training examples")
+    check_targets(pipeline, [e for e, _ in rows])
     out = Path(cfg.out)
+    state: dict[str, Any] = load_last_state(out, cfg) if cfg.resume else {"step": 0, "best_dev_em": None}
+    torch.manual_seed(cfg.seed)
+    params = _prepare(pipeline, cfg, out)
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr)
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / "rag_log.jsonl"
-    log_path.unlink(missing_ok=True)
-    history, step, cancelled = [], 0, False
-    per_epoch = len(examples) // cfg.batch_size
-    bar = tqdm(total=per_epoch * cfg.epochs, desc=f"RAG-{cfg.mode} training", unit="step", disable=not cfg.show_progress)
-    for epoch in range(cfg.epochs):
-        order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(cfg.seed + epoch)).tolist()
-        enc.query_encoder.train()
-        gen.model.train()
-        for b in range(per_epoch):
-            batch = [examples[i] for i in order[b * cfg.batch_size : (b + 1) * cfg.batch_size]]
-            questions, targets = [e.question for e in batch], [e.answers[0] for e in batch]
-            loss = -pipeline.marginal_logprob(questions, targets, cfg.mode, with_grad=True).mean()
+    if cfg.resume:
+        restore_optimizer_and_rng(out, optimizer)
+        history = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()] if log_path.exists() else []
+        history = [r for r in history if r["step"] <= state["step"]]  # a log written past the checkpoint is cut back
+    else:
+        history = []
+    _write_log(log_path, history)
+    per_epoch = len(rows) // (cfg.batch_size * cfg.grad_accum)
+    if per_epoch == 0:
+        raise ConfigError(f"batch size × grad_accum = {cfg.batch_size * cfg.grad_accum} is more than the {len(rows)} rows")
+    step: int = int(state["step"])
+    best: float | None = state["best_dev_em"]
+
+    def autocast():
+        return torch.autocast("cpu", dtype=torch.bfloat16) if cfg.bf16 else nullcontext()
+
+    bar = tqdm(
+        total=per_epoch * cfg.epochs, initial=step, desc=f"RAG-{cfg.mode} training", unit="step", disable=not cfg.show_progress
+    )
+    cancelled = False
+
+    def checkpoint(evaluate: bool) -> None:
+        nonlocal best
+        if evaluate and dev:
+            with autocast():
+                em = dev_exact_match(pipeline, dev, cfg.dev_mode)
+            record = {"step": step, "epoch": step / per_epoch, "dev_em": round(em, 3)}
+            _append(log_path, history, record, callback)
+            if best is None or em > best:
+                best = em
+                save_best(out, pipeline, cfg.mode, cfg.trains_retriever)
+        elif not dev:
+            save_best(out, pipeline, cfg.mode, cfg.trains_retriever)  # no dev set: the latest is the best we know
+        state = {"step": step, "best_dev_em": best, "config": asdict(cfg)}
+        save_last(out, pipeline, cfg.mode, cfg.trains_retriever, optimizer, state)
+        plot_training_log(log_path, out / "loss.png", title=f"RAG training ({cfg.mode})")
+
+    if step == 0 and dev:
+        checkpoint(True)  # the untrained model's dev EM: the first point of the curve, and best/ to beat
+    pipeline.generator.model.train()
+    pipeline.dense.encoder.query_encoder.train(cfg.trains_retriever)
+    while step < per_epoch * cfg.epochs and not cancelled:
+        epoch, within = divmod(step, per_epoch)
+        order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(cfg.seed + epoch)).tolist()
+        losses = []
+        for micro in range(cfg.grad_accum):
+            start = (within * cfg.grad_accum + micro) * cfg.batch_size
+            batch = [rows[i] for i in order[start : start + cfg.batch_size]]
+            with autocast():
+                loss = batch_loss(pipeline, batch, cfg.mode, with_grad=cfg.trains_retriever).mean() / cfg.grad_accum
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            record = {"step": step, "epoch": step / per_epoch, "loss": round(float(loss.detach()), 6)}
-            history.append(record)
-            with open(log_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
-            if callback:
-                callback(record)
-            bar.update(1)
-            bar.set_postfix(loss=f"{record['loss']:.3f}")
-            if cancel is not None and cancel.is_set():
-                cancelled = True
-                break
-        enc.eval()
-        gen.model.eval()
-        save_rag(pipeline, out, cfg.mode)
-        plot_training_log(log_path, out / "loss.png")
-        if cancelled:
-            break
+            losses.append(float(loss.detach()))
+        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        _append(log_path, history, {"step": step, "epoch": step / per_epoch, "loss": round(sum(losses), 6)}, callback)
+        bar.update(1)
+        bar.set_postfix(loss=f"{sum(losses):.3f}")
+        cancelled = cancel is not None and cancel.is_set()
+        end_of_epoch = step % per_epoch == 0
+        if end_of_epoch or cancelled or (cfg.dev_every and step % cfg.dev_every == 0):
+            checkpoint(evaluate=not cancelled)
+            pipeline.generator.model.train()
+            pipeline.dense.encoder.query_encoder.train(cfg.trains_retriever)
     bar.close()
-    return RagTrainResult(out, step, history, cancelled)
+    pipeline.generator.model.eval()
+    pipeline.dense.encoder.eval()
+    return RagTrainResult(out, step, history, cancelled, best)
 
 
-def save_rag(pipeline: RagPipeline, out: str | Path, mode: str | None = None) -> None:
-    """Write the trained retriever (both towers) and generator, and the settings they were trained with."""
-    out = Path(out)
-    pipeline.retriever.encoder.save_pretrained(out / "retriever")
-    pipeline.generator.save_pretrained(out / "generator")
-    config = {"mode": mode, "k": pipeline.k, "temperature": pipeline.temperature, "max_new_tokens": pipeline.max_new_tokens}
-    with atomic_file(out / RAG_CONFIG) as f:
-        f.write(json.dumps(config, indent=2))
+def _append(log_path: Path, history: list[dict], record: dict, callback: Callable[[dict], None] | None) -> None:
+    history.append(record)
+    with open(log_path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+    if callback:
+        callback(record)
+
+
+def _write_log(log_path: Path, history: list[dict]) -> None:
+    with atomic_file(log_path) as f:
+        f.writelines(json.dumps(r) + "\n" for r in history)
