@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         help="a folder written by RAG training (python -m dpr_rag.train_rag): its query encoder and "
         "generator, over --corpus or the default corpus (hot-swapping: no retraining needed)",
     )
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast while generating (faster on recent CPUs)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     modes = ["token", "sequence", "standard", "closed-book"] if args.mode == "all" else [m.strip() for m in args.mode.split(",")]
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         shots=args.shots,
         base_generator=args.base_generator,
     )
+    pipeline.bf16 = args.bf16
     for mode in modes:
         for question in args.questions:
             t0 = time.perf_counter()

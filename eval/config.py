@@ -37,7 +37,8 @@ class EvalConfig:
     generator: str | None = None  # None: the shipped reader (Gemma 3 270M + LoRA) unless base_generator
     rag: str | None = None  # a RAG training folder (python -m dpr_rag.train_rag --out) to answer with instead
     base_generator: bool = False  # the bare base model instead of the shipped reader
-    with_base: bool = False  # also answer with the bare base model (columns "<mode> (base)")
+    with_base: list[str] = field(default_factory=list)  # modes also answered by the bare base model ("<mode> (base)")
+    bf16: bool = False  # bfloat16 autocast while generating (faster on CPUs with AVX512-BF16/AMX)
     rag_retriever: str = "dense"  # what RAG retrieves with: dense, bm25 or hybrid
     rag_k: int = 5
     shots: int = 0  # few-shot demonstrations before each question (dpr_rag.rag.demonstrations)
@@ -58,13 +59,14 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         """Validate and normalise every option before any work starts (so a typo fails in a second, not an hour)."""
-        for name in ("retrievers", "k", "generate"):
+        for name in ("retrievers", "k", "generate", "with_base"):
             if isinstance(getattr(self, name), str):
                 raise ConfigError(
                     f"EvalConfig.{name} must be a list, not the string {getattr(self, name)!r} "
                     f"(the CLI splits comma-separated values with eval.config.split_csv / parse_ks)"
                 )
         self.generate = parse_modes(self.generate)
+        self.with_base = parse_modes(self.with_base)
         names = [str(n).strip() for n in self.retrievers if str(n).strip()]
         # No retriever is allowed only when generating (answers alone); otherwise the library's check names the problem.
         self.retrievers = list(dict.fromkeys(check_retriever_names(names))) if names or not self.generate else []
@@ -79,6 +81,10 @@ class EvalConfig:
             raise ConfigError("give at most one of --generator, --rag and --base-generator")
         if self.with_base and self.base_generator:
             raise ConfigError("--with-base adds the base model beside the reader; with --base-generator it is the reader")
+        if self.with_base and not self.generate:
+            raise ConfigError("--with-base needs --generate (the reader's modes)")
+        if not isinstance(self.bf16, bool):
+            raise ConfigError(f"bf16 must be true or false, got {self.bf16!r}")
         if self.rag_retriever not in RETRIEVERS:
             raise ConfigError(f"unknown --rag-retriever {self.rag_retriever!r}; choose from {', '.join(RETRIEVERS)}")
         if not _is_int(self.shots) or not 0 <= self.shots <= MAX_SHOTS:
@@ -108,9 +114,11 @@ class EvalConfig:
             for flag, value in (("--generator", self.generator), ("--rag", self.rag)):
                 if value:
                     args += [flag, str(value)]
-            for flag, on in (("--base-generator", self.base_generator), ("--with-base", self.with_base)):
+            for flag, on in (("--base-generator", self.base_generator), ("--bf16", self.bf16)):
                 if on:
                     args.append(flag)
+            if self.with_base:
+                args += ["--with-base", ",".join(self.with_base)]
             if self.rag_retriever != "dense":
                 args += ["--rag-retriever", self.rag_retriever]
         if self.limit is not None:

@@ -217,16 +217,17 @@ def _open_pipeline(config: EvalConfig, searcher: Searcher) -> RagPipeline:
     )
 
 
-def _readers(config: EvalConfig, searcher: Searcher) -> list[tuple[str, RagPipeline]]:
-    """(label suffix, pipeline): the configured reader, and with `with_base` the bare base model over the same retriever."""
+def _readers(config: EvalConfig, searcher: Searcher) -> list[tuple[str, RagPipeline, list[str]]]:
+    """(label suffix, pipeline, modes): the configured reader, and with `with_base` the bare base model over the same
+    retriever, each with the modes it answers in."""
     from dpr_rag.rag.generator import Generator
-    from dpr_rag.rag.pipeline import RagPipeline  # noqa: F811 (the runtime import of the name typed above)
 
     main = _open_pipeline(config, searcher)
-    readers: list[tuple[str, RagPipeline]] = [("", main)]
-    if config.with_base:
-        base = RagPipeline(main.retriever, Generator.from_pretrained(None), main.k, None, main.max_new_tokens, main.template)
-        readers.append((" (base)", base))
+    readers: list[tuple[str, RagPipeline, list[str]]] = [("", main, config.generate)]
+    if config.with_base:  # the base first, so that each comparison reads "reader − base"
+        readers.insert(0, (" (base)", main.with_generator(Generator.from_pretrained(None)), config.with_base))
+    for _, pipeline, _ in readers:
+        pipeline.bf16 = config.bf16
     return readers
 
 
@@ -241,8 +242,8 @@ def _generate(
     questions, answers = [ex.question for ex in examples], [ex.answers for ex in examples]
     subset = [i for i, ok in enumerate(answerable) if ok]
     n = len(examples)
-    for suffix, pipeline in _readers(config, searcher):
-        for mode in config.generate:
+    for suffix, pipeline, modes in _readers(config, searcher):
+        for mode in modes:
             label = mode + suffix
             preds: list[str] = []
             bar = stages.run(f"generate {label}", n)
@@ -263,14 +264,10 @@ def _generate(
 
 
 def _generation_comparisons(config: EvalConfig, made: _Generation) -> list[dict]:
-    """Every pair of modes of one reader, and each mode between readers (reader − base): the differences that matter."""
+    """Every pair of answer rows (modes, and readers when `with_base`): the later minus the earlier, in the order
+    generated (base rows first, then modes in the order asked)."""
     out = []
-    labels = list(made.scored)
-    pairs = [
-        (b, a)
-        for b, a in itertools.combinations(labels, 2)
-        if b.endswith(" (base)") == a.endswith(" (base)") or b.removesuffix(" (base)") == a.removesuffix(" (base)")
-    ]
+    pairs = list(itertools.combinations(made.scored, 2))
     for b, a in pairs:
         for metric, key in (("em", "exact_match_per_question"), ("f1", "f1_per_question")):
             ci = paired_bootstrap(
@@ -306,6 +303,7 @@ def _settings(config: EvalConfig, searcher: Searcher, names: list[str], n_loaded
         "rag": config.rag,
         "base_generator": config.base_generator,
         "with_base": config.with_base,
+        "bf16": config.bf16,
         "rag_retriever": config.rag_retriever,
         "generator_source": _generator_source(config),
         "rag_k": config.rag_k,

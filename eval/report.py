@@ -121,7 +121,7 @@ def render_markdown(report: dict) -> str:
             "",
             f"Generator: {s['generator_source']}; RAG modes read the top {s['rag_k']} "
             f"{s.get('rag_retriever', 'dense')} passages."
-            + (" Columns marked (base) answer with the bare base model over the same passages." if s.get("with_base") else ""),
+            + (" Rows marked (base) answer with the bare base model over the same passages." if s.get("with_base") else ""),
             "",
         ]
         spa = report.get("seconds_per_answer", {})

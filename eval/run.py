@@ -48,7 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--generator", help="generator LM (or LoRA adapter folder) for --generate (default: the shipped reader)")
     parser.add_argument("--rag", help="a RAG training folder (python -m dpr_rag.train_rag --out) to answer with")
     parser.add_argument("--base-generator", action="store_true", help="answer with the bare base model (Gemma 3 270M)")
-    parser.add_argument("--with-base", action="store_true", help="also answer with the bare base model: columns '<mode> (base)'")
+    parser.add_argument(
+        "--with-base", default="", help="modes also answered by the bare base model, as rows '<mode> (base)' (default none)"
+    )
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast while generating (faster on recent CPUs)")
     parser.add_argument("--rag-retriever", choices=RETRIEVERS, default="dense", help="what RAG retrieves with (default dense)")
     parser.add_argument("--rag-k", type=int, default=5, help="passages RAG marginalises over (default 5)")
     parser.add_argument("--shots", type=int, default=0, help="few-shot demonstrations before each question (default 0)")
@@ -88,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         generator=args.generator,
         rag=args.rag,
         base_generator=args.base_generator,
-        with_base=args.with_base,
+        with_base=parse_modes(args.with_base),
+        bf16=args.bf16,
         rag_retriever=args.rag_retriever,
         rag_k=args.rag_k,
         shots=args.shots,

@@ -15,6 +15,7 @@ from dpr_rag.cli_common import run_cli
 from dpr_rag.data.passages import load_corpus, save_jsonl
 from dpr_rag.errors import ConfigError
 from dpr_rag.plots import plot_topk
+from dpr_rag.rag.generator import Generator
 from dpr_rag.rag.pipeline import MODES, RagPipeline
 from dpr_rag.retrieval.encoder import DualEncoder
 from eval import harness
@@ -202,6 +203,33 @@ def test_generation_scores_each_mode(tmp_path, corpus_file, qa_file, monkeypatch
     md = (out / "report.md").read_text()
     assert "| mode | EM | F1 | EM (answerable) | F1 (answerable) |" in md and "| sequence | 40.0 |" in md
     assert "--generate sequence,closed-book --rag-k 3 --generator my-gen" in report["settings"]["command"]
+
+
+class FakeBasePipeline(FakePipeline):
+    ANSWERS = {"closed-book": ["Leonardo da Vinci", "", "", "", ""], "sequence": ["", "", "", "", ""]}
+
+
+def test_with_base_answers_with_the_bare_model_over_the_same_retrieval(tmp_path, corpus_file, qa_file, monkeypatch):
+    loaded = []
+    main = FakePipeline()
+    main.with_generator = lambda generator: loaded.append(generator) or FakeBasePipeline()  # type: ignore[attr-defined]
+    monkeypatch.setattr(RagPipeline, "open", lambda **kw: main)
+    monkeypatch.setattr(Generator, "from_pretrained", lambda path=None: f"generator {path}")
+    cfg = config(tmp_path, corpus_file, qa_file, generate=["sequence"], with_base=["closed-book"], bf16=True)
+    report, out = run_evaluation(cfg)
+    assert loaded == ["generator None"]  # the bare default model
+    assert list(report["qa"]) == ["closed-book (base)", "sequence"]
+    assert report["qa"]["closed-book (base)"]["em"] == 20.0 and main.bf16 is True  # type: ignore[attr-defined]
+    assert [(c["a"], c["b"], c["metric"]) for c in report["comparisons"]["qa"]] == [
+        ("sequence", "closed-book (base)", "em"),  # reader − base
+        ("sequence", "closed-book (base)", "f1"),
+    ]
+    assert "--with-base closed-book" in report["settings"]["command"] and "--bf16" in report["settings"]["command"]
+    assert "| closed-book (base) | 20.0 |" in (out / "report.md").read_text()
+    with pytest.raises(ConfigError, match="--with-base needs --generate"):
+        config(tmp_path, corpus_file, qa_file, with_base=["token"])
+    with pytest.raises(ConfigError, match="at most one of --generator, --rag and --base-generator"):
+        config(tmp_path, corpus_file, qa_file, generate=["token"], rag="x", base_generator=True)
 
 
 def test_generation_only_without_retrievers(tmp_path, corpus_file, qa_file, monkeypatch):
