@@ -86,3 +86,17 @@ def test_pyproject_declares_the_requirements_files():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["dependencies"] == requirement_lines("requirements.txt")
     assert project["optional-dependencies"]["dev"] == requirement_lines("requirements-dev.txt")
+
+
+MODEL_BUDGET = 50 * 2**20  # model files in the repository, all together
+
+
+def test_model_files_fit_the_budget_are_safetensors_and_have_a_card():
+    tracked = [p for p in ROOT.rglob("*") if p.is_file() and not {".venv", ".git", "runs", ".cache"} & set(p.parts)]
+    weights = [p for p in tracked if p.suffix in (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".onnx")]
+    weights = [p for p in weights if "tests" not in p.relative_to(ROOT).parts]
+    assert all(p.suffix == ".safetensors" for p in weights), [str(p) for p in weights if p.suffix != ".safetensors"]
+    assert sum(p.stat().st_size for p in weights) <= MODEL_BUDGET
+    for p in weights:  # a model card beside the weights, or one folder up (an adapter inside its RAG folder)
+        cards = [p.parent / "README.md", p.parent.parent / "README.md"]
+        assert any(c.exists() for c in cards), f"{p}: no model card (README.md) beside it"

@@ -196,3 +196,41 @@ def test_passage_mode_needs_answer_bearing_passages(tiny_model_dir, toy_passages
     with pytest.raises(ConfigError, match=r"batch size × grad_accum = 16 is more than the 8 rows"):
         examples = [QAExample(q, [a], positive_ctxs=[p]) for (q, a), p in zip(QA, toy_passages, strict=False)]
         train_rag(pipe, examples, _config(tmp_path, batch_size=4, grad_accum=4))
+
+
+# ---- the shipped reader is the default ---------------------------------------------------------------------------
+def test_the_shipped_reader_answers_by_default_and_the_base_on_request(
+    tiny_model_dir, toy_passages, gpt2_dir, tmp_path, monkeypatch
+):
+    import dpr_rag.rag.generator as generator_module
+    import dpr_rag.rag.pipeline as pipeline_module
+
+    shipped = tmp_path / "reader"
+    gen = Generator.from_pretrained(gpt2_dir)
+    gen.use_model(add_lora(gen.model, 2))
+    gen.save_pretrained(shipped / "generator")
+    (shipped / "rag_config.json").write_text(json.dumps({"mode": "passage", "k": 5, "temperature": 0.07}))
+    monkeypatch.setattr(pipeline_module, "shipped_reader", lambda: shipped)
+    monkeypatch.setattr(generator_module, "default_generator_path", lambda: str(gpt2_dir))
+    save_jsonl(toy_passages, tmp_path / "corpus.jsonl")
+    corpus, model = str(tmp_path / "corpus.jsonl"), str(tiny_model_dir)
+    default = RagPipeline.open(corpus=corpus, model=model, k=2)
+    assert default.generator.adapter == str(shipped / "generator") and default.temperature == 0.07
+    base = RagPipeline.open(corpus=corpus, model=model, k=2, base_generator=True)
+    assert base.generator.adapter is None and base.generator.source == str(gpt2_dir)
+    chosen = RagPipeline.open(corpus=corpus, model=model, k=2, generator=str(gpt2_dir))
+    assert chosen.generator.adapter is None
+    with pytest.raises(ConfigError, match="base_generator means the bare default generator"):
+        RagPipeline.open(corpus=corpus, model=model, k=2, generator=str(gpt2_dir), base_generator=True)
+    monkeypatch.setattr(pipeline_module, "shipped_reader", lambda: None)  # a checkout without it: the base model
+    assert RagPipeline.open(corpus=corpus, model=model, k=2).generator.adapter is None
+
+
+def test_the_shipped_adapter_names_the_default_base_portably():
+    from dpr_rag.rag.default_generator import SHIPPED_READER, shipped_reader
+
+    assert shipped_reader() == SHIPPED_READER, "the shipped reader is missing from dpr_rag/rag/reader/"
+    config = json.loads((SHIPPED_READER / "generator" / ADAPTER_CONFIG).read_text())
+    assert config["base_model_name_or_path"] == BASE_DEFAULT and config["peft_type"] == "LORA"
+    assert (SHIPPED_READER / "README.md").read_text().count("python -m dpr_rag.train_rag") >= 1  # the model card
+    assert load_rag_config(SHIPPED_READER)["k"] == 5
