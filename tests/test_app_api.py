@@ -100,6 +100,20 @@ def test_answer_gives_the_answer_with_passages_and_posteriors(client, mode, n_pa
     assert status(client)["generator_loaded"]
 
 
+@pytest.mark.parametrize("retriever", ["BM25", "Hybrid (BM25 + dense)"])
+def test_answer_over_bm25_and_hybrid_and_standard_rag(client, retriever):
+    html, _ = client.predict("who wrote hamlet", "RAG-Token", "default", 3, retriever, 1, api_name="/answer")
+    assert f"retriever: {retriever} (" in html and html.count("class='dpr-title'") == 3
+    priors = [float(x) for x in re.findall(r"data-prior='([0-9.]+)'", html)]
+    assert sum(priors) == pytest.approx(1, abs=1e-3)
+    html, _ = client.predict(
+        "who wrote hamlet", "Standard RAG (top-k in one prompt)", "default", 2, retriever, 0, api_name="/answer"
+    )
+    assert "Standard RAG: all passages were read in one prompt" in html and html.count("class='dpr-title'") == 2
+    with pytest.raises(AppError, match="shots must be between 0 and 8|greater than maximum value 8"):
+        client.predict("who wrote hamlet", "RAG-Token", "default", 3, retriever, 9, api_name="/answer")
+
+
 def test_one_training_at_a_time_and_only_its_session_cancels(client, app):
     other = Client(app.url, verbose=False)
     client.predict("Default questions", None, 50, 4, 1, 1e-3, 0, "long run", api_name="/train_start")

@@ -262,7 +262,7 @@ def test_cross_target_logprobs_match_pairwise_scoring(arch, gpt2_dir, bart_dir):
 # ---- bad input -------------------------------------------------------------------------------------------------
 def test_bad_input(tiny_model_dir, toy_passages, gpt2_dir):
     pipe = pipeline(tiny_model_dir, toy_passages, gpt2_dir, k=3)
-    for mode in ("token", "sequence", "closed-book"):
+    for mode in ("token", "sequence", "standard", "closed-book"):
         with pytest.raises(ConfigError, match="empty question"):
             pipe.answer("   ", mode)
     with pytest.raises(ConfigError, match="question 2 is empty"):
@@ -270,11 +270,11 @@ def test_bad_input(tiny_model_dir, toy_passages, gpt2_dir):
     with pytest.raises(ConfigError, match="empty question"):
         pipe.marginal_logprob([""], ["x"], "token")
     for call in (lambda: pipe.answer("Who?", "tokens"), lambda: pipe.marginal_logprob(["Who?"], ["x"], "seq")):
-        with pytest.raises(ConfigError, match="unknown mode .*sequence, token, closed-book"):
+        with pytest.raises(ConfigError, match="unknown mode .*sequence, token, standard, closed-book"):
             call()
     with pytest.raises(ConfigError, match="num_beams"):
         pipe.answer("Who?", "token", num_beams=0)
-    for mode in ("token", "sequence", "closed-book"):  # an answer that cannot fit the context, with both lengths named
+    for mode in ("token", "sequence", "standard", "closed-book"):  # an answer that cannot fit the context, both lengths named
         with pytest.raises(ConfigError, match=rf"target of \d+ tokens .*context of {CONTEXT} tokens"):
             pipe.marginal_logprob(["Who?"], ["Leonardo " * 200], mode)
 
