@@ -23,7 +23,7 @@ from .cli_common import add_corpus_args, run_cli
 from .data.qa import load_fanoutqa, load_qa
 from .rag.reader_data import reader_examples
 from .rag.trainer import DEV_MODES, TRAINABLE_MODES, RagTrainConfig, mean_loss, train_rag
-from .training.distant_supervision import split_train_dev
+from .training.distant_supervision import question_key, split_train_dev
 
 LOSS_EXAMPLES = 64  # questions the before/after loss is measured on
 
@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="output folder (best/, last/, rag_log.jsonl, loss.png)")
     parser.add_argument("--qa", nargs="+", default=[], help="QA files: NQ-open .jsonl, DPR .json/.csv")
     parser.add_argument("--fanoutqa", action="store_true", help="add the embedded FanOutQA questions (the default with no --qa)")
+    parser.add_argument(
+        "--exclude", nargs="+", default=[], help="QA files whose questions are never trained on (evaluation or demo questions)"
+    )
     add_corpus_args(parser)
     parser.add_argument("--generator", help="Hugging Face causal or seq2seq LM id/folder (default: Gemma 3 270M, embedded)")
     parser.add_argument("--mode", choices=TRAINABLE_MODES, default="token", help="objective (default token)")
@@ -81,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     qa = [e for path in args.qa for e in load_qa(path)]
     if args.fanoutqa or not args.qa:
         qa += load_fanoutqa()
+    if args.exclude:
+        excluded = {question_key(e.question) for path in args.exclude for e in load_qa(path)}
+        n_all = len(qa)
+        qa = [e for e in qa if question_key(e.question) not in excluded]
+        print(f"--exclude: {n_all - len(qa)} of {n_all} questions left out", flush=True)
     from .rag.pipeline import RagPipeline  # loads the index and the generator (checks k first)
 
     pipeline = RagPipeline.open(

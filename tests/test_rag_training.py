@@ -89,6 +89,9 @@ def test_train_rag_cli(tiny_model_dir, toy_passages, gpt2_dir, tmp_path, capsys)
 
     qa = tmp_path / "qa.jsonl"
     qa.write_text("".join(json.dumps({"question": q, "answer": [a, "other"]}) + "\n" for q, a in QA))
+    excluded = tmp_path / "excluded.jsonl"  # never trained on: "Who painted the Mona Lisa?" in another case/spacing
+    excluded.write_text(json.dumps({"question": "who painted  the mona lisa?", "answer": ["x"]}) + "\n")
+    qa.write_text(qa.read_text() + json.dumps({"question": QA[0][0], "answer": [QA[0][1]]}) + "\n")
     save_jsonl(toy_passages, tmp_path / "corpus.jsonl")
     out = tmp_path / "run"
     assert (
@@ -120,6 +123,8 @@ def test_train_rag_cli(tiny_model_dir, toy_passages, gpt2_dir, tmp_path, capsys)
                 "8",
                 "--dev-fraction",
                 "0.25",
+                "--exclude",
+                str(excluded),
             ]
         )
         == 0
@@ -127,8 +132,9 @@ def test_train_rag_cli(tiny_model_dir, toy_passages, gpt2_dir, tmp_path, capsys)
     text = capsys.readouterr().out
     before = float(text.split("loss before training: ")[1].split()[0])
     after = float(text.split("loss after training: ")[1].split()[0])
-    assert "8 questions: kept 8 (100.0%)" in text  # every answer is in a toy passage, all 8 searched
-    assert "6 training questions, 2 dev questions, k=2" in text and "trained 3 steps" in text and after < before
+    assert "--exclude: 2 of 9 questions left out" in text
+    assert "7 questions: kept 7 (100.0%)" in text  # every answer is in a toy passage, all 8 searched
+    assert "5 training questions, 2 dev questions, k=2" in text and "trained 3 steps" in text and after < before
     assert "best dev EM" in text
     assert load_rag_config(out / "best")["mode"] == "sequence"
     log = [json.loads(line) for line in (out / "rag_log.jsonl").read_text().splitlines()]
