@@ -107,7 +107,7 @@ class RagPipeline:
         self.template = template  # the prompt: zero-shot, or few-shot demonstrations before each question
         # Cosines of L2-normalised encoders lie in [-1, 1]: without a temperature p(z|x) would be almost uniform.
         self.temperature = temperature or default_temperature(retriever)
-        # bfloat16 autocast while answering: ~1.5x faster on CPUs with AVX512-BF16/AMX (BENCHMARKS.md), answers may differ.
+        # bfloat16 autocast while answering: ~1.9x faster on CPUs with AVX512-BF16 (bench/bf16_speed.py); answers may differ.
         self.bf16 = False
 
     def with_generator(self, generator: Generator) -> RagPipeline:

@@ -8,7 +8,7 @@
 The passage encoder and the index stay frozen, so the corpus never has to be re-encoded. The generator is trained
 whole or, with `lora_rank > 0`, through LoRA adapters (`lora.py`: a few million parameters, a few MB saved). The LM
 head runs only on the answer positions (`logits_to_keep`); `bf16` runs forward and backward under bfloat16 autocast
-(about 1.7x faster on a CPU with AVX512-BF16, measured in BENCHMARKS.md); `grad_accum` batches make one step.
+(1.9x faster on a CPU with AVX512-BF16: bench/bf16_speed.py, BENCHMARKS.md); `grad_accum` batches make one step.
 
 Every `dev_every` steps and at the end of each epoch the pipeline answers the dev questions (`dev_mode` decoding) and
 the dev EM is logged; `best/` keeps the model with the best dev EM, `last/` the latest with what an exact `resume`
