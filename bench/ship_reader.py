@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file  # noqa: E402
 
 from dpr_rag.rag.default_generator import SHIPPED_READER  # noqa: E402
 from dpr_rag.rag.lora import ADAPTER_CONFIG, is_adapter_folder  # noqa: E402
-from dpr_rag.rag.pipeline import RAG_CONFIG, rag_folder  # noqa: E402
+from dpr_rag.rag.rag_folder import RAG_CONFIG, rag_folder  # noqa: E402
 
 WEIGHTS = "adapter_model.safetensors"
 

@@ -1,11 +1,16 @@
 """Retrieval-augmented generation (Lewis et al., 2020).
 
-- `prompting.py` — the text a generator reads (passage, question) and the answer line it writes;
+- `prompting.py` — the text a generator reads (passages, question, demonstrations) and the answer line it writes;
+- `demonstrations.py` — few-shot demonstrations from training data;
 - `generator.py` — `Generator`: p(y | x, z) from a Hugging Face LM, scoring and beam search; the base class and factory;
 - `causal_generator.py` — `CausalGenerator`: a decoder-only LM (Gemma, GPT-2), input and target in one context;
 - `seq2seq_generator.py` — `Seq2SeqGenerator`: an encoder-decoder LM (BART, T5), the target in the decoder;
-- `default_generator.py` — the embedded Gemma 3 270M, converted once from its GGUF;
+- `default_generator.py` — the embedded Gemma 3 270M, converted once from its GGUF, and the shipped reader (`reader/`);
+- `lora.py` — LoRA adapters on the generator (peft), saved with a portable base name;
 - `marginals.py` — RAG-Sequence and RAG-Token marginalisation over the retrieved passages (training and decoding);
-- `pipeline.py` — `RagPipeline`: answers with provenance, corpus hot-swap;
-- `trainer.py` — end-to-end training of the query encoder and the generator.
+- `pipeline.py` — `RagPipeline`: RAG-Token / RAG-Sequence / standard RAG / closed-book over any retriever, with
+  provenance, corpus hot-swap;
+- `rag_folder.py` — the folders RAG training writes and `RagPipeline.open(rag=...)` loads;
+- `reader_data.py` — reader training data by distant supervision;
+- `trainer.py`, `checkpoints.py` — training the reader / RAG end to end: dev EM, best/ and last/ (exact resume).
 """

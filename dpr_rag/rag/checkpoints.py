@@ -20,7 +20,8 @@ import torch
 from ..errors import ConfigError
 from ..storage import atomic_dir, recover
 from ..training.checkpoints import load_tensors
-from .pipeline import RAG_CONFIG, RagPipeline
+from .pipeline import RagPipeline
+from .rag_folder import RAG_CONFIG
 
 if TYPE_CHECKING:
     from .trainer import RagTrainConfig

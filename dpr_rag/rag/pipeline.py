@@ -21,10 +21,8 @@ The index can be hot-swapped (`swap_corpus`): the query encoder and generator ar
 from __future__ import annotations
 
 import copy
-import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
@@ -41,11 +39,11 @@ from .demonstrations import few_shot_template
 from .generator import Generator
 from .marginals import passage_posterior, rag_sequence_logprob, rag_token_logprob
 from .prompting import ZERO_SHOT, PromptTemplate
+from .rag_folder import RAG_CONFIG, load_rag_config, rag_folder  # noqa: F401 (RAG_CONFIG: re-exported)
 
 MODES = ("sequence", "token", "standard", "closed-book")
 DEFAULT_SEQUENCE_BEAMS = 4
 SCORING_SLACK = 8  # context kept free beyond max_new_tokens: a decoded answer re-encoded (+ eos) may take a few more tokens
-RAG_CONFIG = "rag_config.json"  # written by RAG training beside retriever/ and generator/
 
 
 @dataclass
@@ -374,25 +372,6 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
         return True
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape and torch.equal(sa[k], sb[k]) for k in sa)
-
-
-def rag_folder(path: str | os.PathLike) -> Path:
-    """The RAG folder to load from `path`: a training run's best/ (or last/ if no dev EM chose one yet), or `path`
-    itself when it holds generator/."""
-    folder = Path(path)
-    for candidate in (folder, folder / "best", folder / "last"):
-        if (candidate / "generator").is_dir():
-            return candidate
-    raise ConfigError(
-        f"{folder}: not a RAG training folder (no generator/, best/ or last/ in it); "
-        "write one with python -m dpr_rag.train_rag --out DIR"
-    )
-
-
-def load_rag_config(folder) -> dict:
-    """The settings a RAG training folder was trained with (mode, k, temperature), or {} for an older folder."""
-    path = Path(folder) / RAG_CONFIG
-    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def check_questions(questions: list[str]) -> None:

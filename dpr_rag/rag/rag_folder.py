@@ -1,0 +1,32 @@
+"""A RAG folder: what RAG training writes and `RagPipeline.open(rag=...)` loads: `generator/` (a full model or a LoRA
+adapter), `retriever/` when the query encoder was trained, and `rag_config.json` (mode, k, temperature,
+max_new_tokens). A training run's folder holds two of them, `best/` and `last/`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..errors import ConfigError
+
+RAG_CONFIG = "rag_config.json"  # written by RAG training beside retriever/ and generator/
+
+
+def rag_folder(path: str | os.PathLike) -> Path:
+    """The RAG folder to load from `path`: a training run's best/ (or last/ if no dev EM chose one yet), or `path`
+    itself when it holds generator/."""
+    folder = Path(path)
+    for candidate in (folder, folder / "best", folder / "last"):
+        if (candidate / "generator").is_dir():
+            return candidate
+    raise ConfigError(
+        f"{folder}: not a RAG training folder (no generator/, best/ or last/ in it); "
+        "write one with python -m dpr_rag.train_rag --out DIR"
+    )
+
+
+def load_rag_config(folder) -> dict:
+    """The settings a RAG training folder was trained with (mode, k, temperature), or {} for an older folder."""
+    path = Path(folder) / RAG_CONFIG
+    return json.loads(path.read_text()) if path.exists() else {}
