@@ -20,8 +20,8 @@ from __future__ import annotations
 import copy
 import json
 import threading
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,41 +145,40 @@ def batch_loss(pipeline: RagPipeline, rows: Sequence[tuple[QAExample, int]], mod
     return -pipeline.marginal_logprob(questions, targets, mode, with_grad=with_grad)
 
 
-@torch.no_grad()
-def mean_loss(pipeline: RagPipeline, examples: list[QAExample], mode: str, batch_size: int = 8) -> float:
-    """Mean training loss over `examples` (eval mode, no gradients)."""
+@contextmanager
+def _eval_mode(pipeline: RagPipeline) -> Iterator[None]:
+    """The query tower and the generator in eval mode (no dropout), restored to their modes afterwards."""
     enc, gen = pipeline.dense.encoder, pipeline.generator
     modes = enc.query_encoder.training, gen.model.training
     enc.query_encoder.eval()
     gen.model.eval()
-    rows = _rows(examples, mode)
     try:
-        total = sum(
-            float(batch_loss(pipeline, rows[s : s + batch_size], mode, False).sum()) for s in range(0, len(rows), batch_size)
-        )
-        return total / max(len(rows), 1)
+        yield
     finally:
         enc.query_encoder.train(modes[0])
         gen.model.train(modes[1])
+
+
+@torch.no_grad()
+def mean_loss(pipeline: RagPipeline, examples: list[QAExample], mode: str, batch_size: int = 8) -> float:
+    """Mean training loss over `examples` (eval mode, no gradients)."""
+    rows = _rows(examples, mode)
+    with _eval_mode(pipeline):
+        batches = (rows[s : s + batch_size] for s in range(0, len(rows), batch_size))
+        total = sum(float(batch_loss(pipeline, batch, mode, False).sum()) for batch in batches)
+    return total / max(len(rows), 1)
 
 
 @torch.no_grad()
 def dev_exact_match(pipeline: RagPipeline, dev: Sequence[QAExample], mode: str = "token", batch_size: int = 8) -> float:
     """EM (%) of the pipeline's answers to the dev questions, against all their answers."""
-    enc, gen = pipeline.dense.encoder, pipeline.generator
-    modes = enc.query_encoder.training, gen.model.training
-    enc.query_encoder.eval()
-    gen.model.eval()
-    try:
-        hits = 0.0
+    hits = 0.0
+    with _eval_mode(pipeline):
         for s in range(0, len(dev), batch_size):
             batch = dev[s : s + batch_size]
             answers = pipeline.answer_batch([e.question for e in batch], mode)
             hits += sum(exact_match(a.answer, e.answers) for a, e in zip(answers, batch, strict=True))
-        return 100.0 * hits / max(len(dev), 1)
-    finally:
-        enc.query_encoder.train(modes[0])
-        gen.model.train(modes[1])
+    return 100.0 * hits / max(len(dev), 1)
 
 
 def _prepare(pipeline: RagPipeline, cfg: RagTrainConfig, out: Path) -> list[torch.nn.Parameter]:
