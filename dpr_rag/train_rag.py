@@ -8,7 +8,10 @@ printed. A part of the kept questions (`--dev-fraction`, at most `--dev-max`), s
 the pipeline answers it every `--dev-every` steps and best/ keeps the model with the best dev EM.
 
 Objectives (`--mode`): `passage` trains -log p(answer | question, z) on every answer-bearing passage z (cheap: one
-passage per row); `token` / `sequence` the RAG marginal over the top `--k`. `--lora-rank R` trains LoRA adapters
+passage per row); `standard` the answer given the top `--k` in one prompt; `token` / `sequence` the RAG marginal
+over the top `--k`. `--unanswered R` adds up to R questions whose top k lack the answer per kept one (the reader
+learns to answer from memory there too). `--generator ADAPTER` continues training a LoRA adapter (such as the
+shipped reader's). `--lora-rank R` trains LoRA adapters
 instead of the whole generator; `--bf16` uses bfloat16 autocast; `--grad-accum N` batches per step; `--resume`
 continues DIR/last exactly. Output: DIR/best/ and DIR/last/ (RAG folders), rag_log.jsonl, loss.png (loss and dev EM).
 Use the result with `python -m dpr_rag.answer "QUESTION" --rag DIR`.
@@ -44,6 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--k", type=int, default=5, help="retrieved passages per question at answer time (default 5)")
     parser.add_argument("--data-k", type=int, help="passages searched for an answer when building the data (default --k)")
     parser.add_argument("--max-per-question", type=int, default=3, help="answer-bearing passages kept per question (default 3)")
+    parser.add_argument(
+        "--unanswered",
+        type=float,
+        default=0.0,
+        help="also train on up to this many questions without an answer-bearing passage per kept one (standard/token/"
+        "sequence; default 0)",
+    )
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--grad-accum", type=int, default=1, help="batches per optimizer step (default 1)")
@@ -99,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         index_kind=args.index_type,
         use_cache=not args.no_cache,
     )
-    kept, stats = reader_examples(qa, pipeline.retriever, k=args.data_k or args.k, max_per_question=args.max_per_question)
+    kept, stats = reader_examples(
+        qa, pipeline.retriever, k=args.data_k or args.k, max_per_question=args.max_per_question, unanswered=args.unanswered
+    )
     print(f"distant supervision over the top {args.data_k or args.k}: {stats.summary()}", flush=True)
     train, dev = split_train_dev(kept, args.dev_fraction, args.seed)
     dev = dev[: args.dev_max]

@@ -229,3 +229,23 @@ def test_trained_runs_are_found_again_and_unknown_models_refused(app_state, tmp_
     (run / "best" / "dpr_rag_encoder.json").write_text("{}")
     again = AppState(app_state.config)
     assert "run:old-run" in again.models and again.model("run:old-run").path == str(run)
+
+
+def test_the_qa_tab_starts_in_the_mode_the_reader_was_trained_for(tmp_path, monkeypatch):
+    import dpr_rag.rag.default_generator as default_generator
+    from dpr_rag.rag.rag_folder import RAG_CONFIG, answer_mode
+
+    assert [answer_mode({"mode": m}) for m in ("passage", "standard", "token", "sequence")] == [
+        "token",
+        "standard",
+        "token",
+        "sequence",
+    ]
+    assert answer_mode({}) == "token"  # an older folder without a mode
+    reader = tmp_path / "reader"
+    reader.mkdir()
+    (reader / RAG_CONFIG).write_text('{"mode": "standard", "k": 5}')
+    monkeypatch.setattr(default_generator, "shipped_reader", lambda: reader)
+    assert AppState(AppConfig(data_dir=tmp_path / "d")).default_mode == "standard"
+    assert AppState(AppConfig(data_dir=tmp_path / "d", base_generator=True)).default_mode == "token"
+    assert AppState(AppConfig(data_dir=tmp_path / "d", generator="some/lm")).default_mode == "token"

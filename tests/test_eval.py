@@ -239,6 +239,36 @@ def test_generation_only_without_retrievers(tmp_path, corpus_file, qa_file, monk
     assert (out / "topk.png").read_bytes()[:8] == PNG_MAGIC
 
 
+def test_compare_pairs_rows_of_separate_reports_like_one_report(tmp_path, corpus_file, qa_file, monkeypatch, capsys):
+    """Baselines answered in one run and a reader in another: eval.compare gives the CIs one joint report gives."""
+    from eval import compare
+
+    monkeypatch.setattr(RagPipeline, "open", lambda **kw: FakePipeline())
+    joint, _ = run_evaluation(
+        config(tmp_path, corpus_file, qa_file, generate=["closed-book", "sequence"], out=str(tmp_path / "j"))
+    )
+    run_evaluation(config(tmp_path, corpus_file, qa_file, generate=["closed-book"], out=str(tmp_path / "a")))
+    run_evaluation(config(tmp_path, corpus_file, qa_file, generate=["sequence"], out=str(tmp_path / "b")))
+    out = tmp_path / "cmp.md"
+    compare.main([f"{tmp_path / 'a'}:closed-book", f"{tmp_path / 'b'}:sequence", "--bootstrap", "200", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert out.read_text() == text and "5 questions (4 answerable from the corpus)" in text
+    seq, seq_answerable = joint["qa"]["sequence"], joint["answerable"]["qa"]["sequence"]
+    cells = [seq["em"], seq["f1"], seq_answerable["em"], seq_answerable["f1"]]
+    assert "| sequence [b] | " + " | ".join(f"{c:.1f}" for c in cells) + " |" in text
+    for c in joint["comparisons"]["qa"]:  # the same paired bootstrap (same seed and resamples) as the joint report
+        assert f"| {c['metric'].upper()} | {c['difference']:+.1f} | [{c['low']:+.1f}, {c['high']:+.1f}] |" in text
+    with pytest.raises(ConfigError, match="exists"):
+        compare.main([f"{tmp_path / 'a'}:closed-book", f"{tmp_path / 'b'}:sequence", "--out", str(out)])
+    with pytest.raises(ConfigError, match=r"line 1: no answers of row 'token' \(the rows there: closed-book\)"):
+        compare.AnswerRow.load(f"{tmp_path / 'a'}:token")
+    run_evaluation(config(tmp_path, corpus_file, qa_file, generate=["sequence"], limit=3, out=str(tmp_path / "c")))
+    with pytest.raises(ConfigError, match="do not answer the same questions"):
+        compare.compare(
+            [compare.AnswerRow.load(f"{tmp_path / 'a'}:closed-book"), compare.AnswerRow.load(f"{tmp_path / 'c'}:sequence")]
+        )
+
+
 def test_generation_modes_match_the_rag_module():
     assert set(GENERATION_MODES) == set(MODES)
 

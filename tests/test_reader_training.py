@@ -48,6 +48,45 @@ def test_reader_examples_keep_every_answer_bearing_passage_in_the_top_k(tiny_mod
         reader_examples(qa, retriever, k=0)
 
 
+def test_reader_examples_keep_some_unanswered_questions_on_request(tiny_model_dir, toy_passages):
+    retriever = retriever_over(tiny_model_dir, toy_passages)
+    nobody = [QAExample(f"Who is nobody number {i}?", [f"Zyxwv{i}"]) for i in range(6)]
+    qa = [QAExample(q, [a]) for q, a in QA[:4]] + nobody
+    kept, stats = reader_examples(qa, retriever, k=len(toy_passages), unanswered=0.5, show_progress=False)
+    assert (stats.n_kept, stats.n_dropped, stats.n_unanswered) == (4, 6, 2)  # 0.5 per answer-bearing question
+    assert "2 of which kept without one" in stats.summary()
+    extra = kept[4:]
+    assert [e.question for e in extra] == [nobody[0].question, nobody[3].question]  # spread over the dropped ones
+    assert all(not e.positive_ctxs and e.answers == [f"Zyxwv{i}"] for e, i in zip(extra, (0, 3), strict=True))
+    everything, stats_all = reader_examples(qa, retriever, k=len(toy_passages), unanswered=10, show_progress=False)
+    assert stats_all.n_unanswered == 6 and len(everything) == 10  # never more than there are
+    with pytest.raises(ConfigError, match="unanswered"):
+        reader_examples(qa, retriever, unanswered=-1)
+
+
+# ---- standard RAG's reader, and continuing an adapter ------------------------------------------------------------
+def test_standard_training_continues_an_adapter_and_trains_no_retriever(tiny_model_dir, toy_passages, gpt2_dir, tmp_path):
+    pipe = pipeline(tiny_model_dir, toy_passages, gpt2_dir, k=2)
+    examples, _ = reader_examples([QAExample(q, [a]) for q, a in QA], pipe.retriever, k=2, show_progress=False)
+    first = train_rag(pipe, examples, _config(tmp_path, "first", epochs=2))
+    started = mean_loss(pipe, examples, "standard")
+    # Loaded from the adapter folder, training goes on with that adapter (its rank 4, not a second one of rank 8).
+    pipe = pipeline(tiny_model_dir, toy_passages, first.out / "best" / "generator", k=2)
+    query_before = {k: v.clone() for k, v in pipe.retriever.encoder.query_encoder.state_dict().items()}
+    assert mean_loss(pipe, examples, "standard") == pytest.approx(started, rel=1e-4)
+    second = train_rag(pipe, examples, _config(tmp_path, "second", mode="standard", lora_rank=8, epochs=4))
+    assert mean_loss(pipe, examples, "standard") < 0.7 * started
+    adapter = second.out / "best" / "generator"
+    a = load_file(first.out / "best" / "generator" / "adapter_model.safetensors")
+    b = load_file(adapter / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(a[k].shape == b[k].shape for k in a)
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((adapter / ADAPTER_CONFIG).read_text())["base_model_name_or_path"] == str(gpt2_dir)
+    assert load_rag_config(second.out / "best")["mode"] == "standard" and not (second.out / "best" / "retriever").exists()
+    for name, value in pipe.retriever.encoder.query_encoder.state_dict().items():
+        assert torch.equal(value, query_before[name]), name
+
+
 # ---- LoRA on the passage objective -------------------------------------------------------------------------------
 def test_passage_training_with_lora_trains_only_the_adapter_and_reloads(tiny_model_dir, toy_passages, gpt2_dir, tmp_path):
     pipe = pipeline(tiny_model_dir, toy_passages, gpt2_dir, k=2)

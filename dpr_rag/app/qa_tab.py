@@ -115,7 +115,8 @@ def build(shared: Shared) -> None:
     state = shared.state
     with gr.Row():
         question = gr.Textbox(label="Question", placeholder="who painted the mona lisa", scale=3, elem_id="qa-question")
-        mode = gr.Radio(list(MODES), value="RAG-Token", label="Mode", scale=2, elem_id="qa-mode")
+        first = next(label for label, m in MODES.items() if m == state.default_mode)
+        mode = gr.Radio(list(MODES), value=first, label="Mode", scale=2, elem_id="qa-mode")
     with gr.Row():
         retriever = gr.Radio(list(RETRIEVERS), value="Dense", label="Retriever", scale=2, elem_id="qa-retriever")
         model = model_dropdown(state, "Dense model", "qa-model")

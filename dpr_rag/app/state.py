@@ -252,6 +252,15 @@ class AppState:
             return self._generator
 
     @property
+    def default_mode(self) -> str:
+        """The QA tab's first mode: the shipped reader's own (`rag_folder.answer_mode`), else RAG-Token."""
+        from ..rag.default_generator import shipped_reader
+        from ..rag.rag_folder import answer_mode, load_rag_config
+
+        reader = None if self.config.generator or self.config.base_generator else shipped_reader()
+        return answer_mode(load_rag_config(reader)) if reader else "token"
+
+    @property
     def generator_loaded(self) -> bool:
         return self._generator is not None
 

@@ -30,3 +30,10 @@ def load_rag_config(folder) -> dict:
     """The settings a RAG training folder was trained with (mode, k, temperature), or {} for an older folder."""
     path = Path(folder) / RAG_CONFIG
     return json.loads(path.read_text()) if path.exists() else {}
+
+
+def answer_mode(config: dict) -> str:
+    """The mode a RAG folder's reader answers in by default: the one it was trained with (a `passage` reader, trained
+    on one passage at a time, answers with RAG-Token over the top k)."""
+    mode = config.get("mode", "token")
+    return "token" if mode == "passage" else str(mode)

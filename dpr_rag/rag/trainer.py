@@ -1,7 +1,9 @@
-"""Train the RAG reader, on a CPU if need be. Three objectives (`mode`):
+"""Train the RAG reader, on a CPU if need be. Four objectives (`mode`):
 
 - `passage`: the distant-supervision reader. Each training row is (question, one answer-bearing passage z*, the
   answer it contains) and the loss is -log p(answer | question, z*): one passage per row, so the cheapest.
+- `standard`: the reader of standard RAG (FiD-style reading without the fusion): -log p(answer | question, z_1..z_k)
+  with the top k in one prompt, so the reader learns to find the answer among passages that mostly lack it.
 - `token` / `sequence`: RAG end to end, as in the paper: -log of the RAG-Token or RAG-Sequence marginal
   Σ_z p(z|x) p(y|x,z) over the top k; the query encoder is trained too (`train_query_encoder`), through p(z|x).
 
@@ -36,18 +38,19 @@ from ..matching import exact_match
 from ..plots import plot_training_log
 from ..storage import atomic_file
 from .checkpoints import load_last_state, restore_optimizer_and_rng, save_best, save_last
-from .lora import add_lora, load_lora
+from .lora import add_lora
 from .pipeline import RagPipeline
 from .reader_data import passage_rows, passage_target
 
-TRAINABLE_MODES = ("passage", "token", "sequence")  # closed-book has no retriever in the loop: nothing to marginalise over
-DEV_MODES = ("token", "sequence")
+TRAINABLE_MODES = ("passage", "standard", "token", "sequence")  # closed-book has no retriever in the loop
+DEV_MODES = ("token", "sequence", "standard")
+MARGINAL_MODES = ("token", "sequence")  # the modes whose loss reaches the query tower through p(z|x)
 
 
 @dataclass
 class RagTrainConfig:
     out: str
-    mode: str = "token"  # passage (distant-supervision reader), RAG-Token or RAG-Sequence marginalisation
+    mode: str = "token"  # passage (distant-supervision reader), standard (top k in one prompt), RAG-Token or -Sequence
     epochs: int = 1
     batch_size: int = 4  # rows per forward pass
     grad_accum: int = 1  # forward passes per optimizer step
@@ -58,7 +61,7 @@ class RagTrainConfig:
     max_examples: int | None = None  # train on the first this many examples only (quick runs)
     lora_rank: int = 0  # 0: train the whole generator; r > 0: LoRA adapters of rank r
     lora_alpha: float | None = None  # LoRA scale α (default 2r)
-    train_query_encoder: bool = True  # token/sequence: train the query tower through p(z|x) (passage mode never does)
+    train_query_encoder: bool = True  # token/sequence: train the query tower through p(z|x) (passage/standard never do)
     bf16: bool = False  # bfloat16 autocast for forward and backward
     dev_every: int = 0  # optimizer steps between dev evaluations (0: at the end of each epoch only)
     dev_mode: str = "token"  # how the dev questions are answered
@@ -86,7 +89,7 @@ class RagTrainConfig:
 
     @property
     def trains_retriever(self) -> bool:
-        return self.mode != "passage" and self.train_query_encoder
+        return self.mode in MARGINAL_MODES and self.train_query_encoder
 
 
 @dataclass
@@ -187,14 +190,17 @@ def _prepare(pipeline: RagPipeline, cfg: RagTrainConfig, out: Path) -> list[torc
     enc, gen = pipeline.dense.encoder, pipeline.generator
     if cfg.resume:
         last = out / "last"
-        if cfg.lora_rank:
-            gen.use_model(load_lora(gen.model, last / "generator", trainable=True))
+        if cfg.lora_rank:  # from the base model: gen.model may hold a starting adapter merged in
+            gen.use_model(type(gen).from_pretrained(last / "generator", trainable_adapter=True).model)
         else:
             gen.model.load_state_dict(type(gen).from_pretrained(last / "generator").model.state_dict())
         if cfg.trains_retriever:
             from ..retrieval.encoder import DualEncoder
 
             enc.query_encoder.load_state_dict(DualEncoder.from_pretrained(last / "retriever").query_encoder.state_dict())
+    elif cfg.lora_rank and gen.adapter:
+        # Loaded from a LoRA adapter: train that adapter on (its own rank), not a second one stacked on its merged weights.
+        gen.use_model(type(gen).from_pretrained(gen.adapter, trainable_adapter=True).model)
     elif cfg.lora_rank:
         gen.use_model(add_lora(gen.model, cfg.lora_rank, cfg.lora_alpha))
     enc.query_encoder.requires_grad_(cfg.trains_retriever)
