@@ -149,7 +149,7 @@ RAG_BAD = [  # (field, bad value) for RagTrainConfig
     ("lora_alpha", math.nan),
     ("dev_every", -1),
     ("dev_every", None),
-    ("dev_mode", "standard"),
+    ("dev_mode", "closed-book"),
     ("bf16", 1),
     ("train_query_encoder", "yes"),
     ("resume", None),

@@ -13,7 +13,7 @@ tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = {"dpr_rag.search", "dpr_rag.index", "dpr_rag.train", "dpr_rag.answer", "dpr_rag.train_rag", "dpr_rag.cli_common"}
-CLI_MODULES = COMMANDS | {"eval.run"}
+CLI_MODULES = COMMANDS | {"eval.run", "eval.compare"}
 
 
 def module_name(path: Path) -> str:

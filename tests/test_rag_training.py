@@ -71,7 +71,7 @@ def test_training_rejects_bad_settings(tiny_model_dir, toy_passages, gpt2_dir, t
     pipe = pipeline(tiny_model_dir, toy_passages, gpt2_dir, k=2)
     examples = [QAExample(q, [a]) for q, a in QA]
     for mode in ("closed-book", "tokens"):  # the config refuses them itself: closed-book has no retrieval to train
-        with pytest.raises(ConfigError, match=f"^mode must be one of 'passage', 'token', 'sequence', got '{mode}'$"):
+        with pytest.raises(ConfigError, match=f"^mode must be one of 'passage', 'standard', 'token', 'sequence', got '{mode}'$"):
             RagTrainConfig(out=str(tmp_path / "a"), mode=mode, show_progress=False)
     with pytest.raises(ConfigError, match="batch size 16 is larger than the 8 training examples"):
         train_rag(pipe, examples, RagTrainConfig(out=str(tmp_path / "a"), batch_size=16, show_progress=False))
