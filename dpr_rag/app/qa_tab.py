@@ -22,6 +22,13 @@ MODES = {
     "Standard RAG (top-k in one prompt)": "standard",
     "Closed-book (no retrieval)": "closed-book",
 }
+
+
+def mode_label(mode: str) -> str:
+    """The Mode radio's label of a pipeline mode ("standard" -> "Standard RAG (top-k in one prompt)")."""
+    return next(label for label, m in MODES.items() if m == mode)
+
+
 RETRIEVERS = {"Dense": "dense", "BM25": "bm25", "Hybrid (BM25 + dense)": "hybrid"}
 MAX_RAG_K = 10
 
@@ -115,8 +122,7 @@ def build(shared: Shared) -> None:
     state = shared.state
     with gr.Row():
         question = gr.Textbox(label="Question", placeholder="who painted the mona lisa", scale=3, elem_id="qa-question")
-        first = next(label for label, m in MODES.items() if m == state.default_mode)
-        mode = gr.Radio(list(MODES), value=first, label="Mode", scale=2, elem_id="qa-mode")
+        mode = gr.Radio(list(MODES), value=mode_label(state.default_mode), label="Mode", scale=2, elem_id="qa-mode")
     with gr.Row():
         retriever = gr.Radio(list(RETRIEVERS), value="Dense", label="Retriever", scale=2, elem_id="qa-retriever")
         model = model_dropdown(state, "Dense model", "qa-model")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from dpr_rag.app.qa_tab import MODES
+from dpr_rag.app.qa_tab import mode_label
 from dpr_rag.data.defaults import default_corpus
 from dpr_rag.data.passages import save_jsonl
 from dpr_rag.rag.default_generator import shipped_reader
@@ -49,7 +49,7 @@ def main() -> None:
             pages.wait_search(page, question)
             print("search", pages.screenshot(page, "search"), f"{time.time() - t0:.0f} s", flush=True)
         if "qa" in wanted:  # the shipped reader, in the tab's default mode (the one the reader was trained for)
-            mode = next(label for label, m in MODES.items() if m == answer_mode(load_rag_config(shipped_reader())))
+            mode = mode_label(answer_mode(load_rag_config(shipped_reader())))
             shown = pages.answer(page, "What is the origin city of The Beatles?", mode, timeout=600_000)
             print("qa", shown["answer"], pages.screenshot(page, "qa"), f"{time.time() - t0:.0f} s", flush=True)
         if "train" in wanted and not args.skip_train:
