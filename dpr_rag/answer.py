@@ -46,6 +46,12 @@ def main(argv: list[str] | None = None) -> int:
         "generator, over --corpus or the default corpus (hot-swapping: no retraining needed)",
     )
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast while generating (faster on recent CPUs)")
+    parser.add_argument(
+        "--fallback",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="answer closed-book where the RAG answer is in none of its passages (default: as the reader's rag_config.json says)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     modes = ["token", "sequence", "standard", "closed-book"] if args.mode == "all" else [m.strip() for m in args.mode.split(",")]
@@ -66,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         args.max_new_tokens,
         shots=args.shots,
         base_generator=args.base_generator,
+        fallback=args.fallback,
     )
     pipeline.bf16 = args.bf16
     for mode in modes:
@@ -81,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                             "mode": mode,
                             "answer": a.answer,
                             "logprob": a.logprob,
+                            "fallback": a.fallback,
                             "seconds": round(seconds, 3),
                             "passages": [
                                 {"id": p.passage.id, "title": p.passage.title, "prior": p.prior, "posterior": p.posterior}
@@ -91,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 )
                 continue
-            print(f"\n== {mode} ({seconds:.1f} s) | {question}\nanswer: {a.answer!r}  (log p = {a.logprob:.2f})")
+            note = "  [closed-book: the passages lack the RAG answer]" if a.fallback else ""
+            print(f"\n== {mode} ({seconds:.1f} s) | {question}\nanswer: {a.answer!r}  (log p = {a.logprob:.2f}){note}")
             for p in a.passages:
                 print(f"  p(z|x)={p.prior:.2f}  p(z|x,y)={p.posterior:.2f}  {p.passage.title} (id {p.passage.id})")
                 print(textwrap.indent(textwrap.shorten(p.passage.text, 160), "      "))

@@ -42,6 +42,7 @@ class EvalConfig:
     rag_retriever: str = "dense"  # what RAG retrieves with: dense, bm25 or hybrid
     rag_k: int = 5
     shots: int = 0  # few-shot demonstrations before each question (dpr_rag.rag.demonstrations)
+    fallback: bool = False  # also rows "<mode> + fallback": closed-book where the passages lack the answer
     limit: int | None = None  # the first N questions, in file order
     match: str = "string"
     out: str | None = None  # None = eval/reports/<timestamp>/
@@ -83,8 +84,11 @@ class EvalConfig:
             raise ConfigError("--with-base adds the base model beside the reader; with --base-generator it is the reader")
         if self.with_base and not self.generate:
             raise ConfigError("--with-base needs --generate (the reader's modes)")
-        if not isinstance(self.bf16, bool):
-            raise ConfigError(f"bf16 must be true or false, got {self.bf16!r}")
+        for name in ("bf16", "fallback"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.fallback and not [m for m in self.generate + self.with_base if m != "closed-book"]:
+            raise ConfigError("--fallback needs a RAG mode in --generate or --with-base (sequence, token or standard)")
         if self.rag_retriever not in RETRIEVERS:
             raise ConfigError(f"unknown --rag-retriever {self.rag_retriever!r}; choose from {', '.join(RETRIEVERS)}")
         if not _is_int(self.shots) or not 0 <= self.shots <= MAX_SHOTS:
@@ -114,7 +118,7 @@ class EvalConfig:
             for flag, value in (("--generator", self.generator), ("--rag", self.rag)):
                 if value:
                     args += [flag, str(value)]
-            for flag, on in (("--base-generator", self.base_generator), ("--bf16", self.bf16)):
+            for flag, on in (("--base-generator", self.base_generator), ("--bf16", self.bf16), ("--fallback", self.fallback)):
                 if on:
                     args.append(flag)
             if self.with_base:

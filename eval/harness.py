@@ -33,7 +33,7 @@ from .report import write_report
 from .stages import Progress, Stages
 
 if TYPE_CHECKING:  # the generator loads only when generating
-    from dpr_rag.rag.pipeline import RagPipeline
+    from dpr_rag.rag.pipeline import RagAnswer, RagPipeline
 
 REPORTS_DIR = Path(__file__).resolve().parent / "reports"
 SEARCH_BATCH = 64
@@ -64,6 +64,7 @@ class _Generation:
     predictions: dict[str, list[str]] = field(default_factory=dict)
     scored: dict[str, dict] = field(default_factory=dict)
     seconds_per_answer: dict[str, float] = field(default_factory=dict)
+    fallbacks: dict[str, int] = field(default_factory=dict)  # "<mode> + fallback" rows: how many answers fell back
 
 
 def _percent(values: list[float]) -> float | None:
@@ -234,33 +235,79 @@ def _readers(config: EvalConfig, searcher: Searcher) -> list[tuple[str, RagPipel
 def _generate(
     config: EvalConfig, searcher: Searcher, examples: list[QAExample], answerable: list[bool], stages: Stages
 ) -> _Generation:
-    """EM/F1 of each RAG mode's answers."""
+    """EM/F1 of each RAG mode's answers (and, with `config.fallback`, of each RAG mode with the closed-book fallback)."""
     made = _Generation()
     if not config.generate:
         return made
-    squad = load_metric("squad_em_f1")
-    questions, answers = [ex.question for ex in examples], [ex.answers for ex in examples]
-    subset = [i for i, ok in enumerate(answerable) if ok]
-    n = len(examples)
+    questions = [ex.question for ex in examples]
     for suffix, pipeline, modes in _readers(config, searcher):
+        answered: dict[str, tuple[list[RagAnswer], float]] = {}  # mode -> (answers, seconds in all)
         for mode in modes:
-            label = mode + suffix
-            preds: list[str] = []
-            bar = stages.run(f"generate {label}", n)
-            t0 = time.perf_counter()
-            for start in range(0, n, GENERATE_BATCH):
-                preds += [a.answer for a in pipeline.answer_batch(questions[start : start + GENERATE_BATCH], mode)]
-                bar.update(len(preds))
-            bar.close()
-            made.seconds_per_answer[label] = round((time.perf_counter() - t0) / n, 3)
-            scored = squad.compute(predictions=preds, references=answers)
-            made.predictions[label], made.scored[label] = preds, scored
-            made.qa[label] = {"em": _r(scored["exact_match"]), "f1": _r(scored["f1"])}
-            made.qa_answerable[label] = {
-                "em": _r(_percent([scored["exact_match_per_question"][i] for i in subset])),
-                "f1": _r(_percent([scored["f1_per_question"][i] for i in subset])),
-            }
+            answered[mode] = _answer_all(pipeline, questions, mode, stages, mode + suffix)
+            _score(made, mode + suffix, *answered[mode], examples, answerable)
+        if config.fallback:
+            for mode in [m for m in modes if m != "closed-book"]:
+                rows, seconds = _with_fallback(pipeline, questions, *answered[mode], answered.get("closed-book"), stages)
+                _score(made, f"{mode} + fallback{suffix}", rows, seconds, examples, answerable)
     return made
+
+
+def _answer_all(
+    pipeline: RagPipeline, questions: list[str], mode: str, stages: Stages, label: str
+) -> tuple[list[RagAnswer], float]:
+    """Every question answered in `mode`, in batches with progress; and the seconds that took."""
+    answers: list[RagAnswer] = []
+    bar = stages.run(f"generate {label}", len(questions))
+    t0 = time.perf_counter()
+    for start in range(0, len(questions), GENERATE_BATCH):
+        answers += pipeline.answer_batch(questions[start : start + GENERATE_BATCH], mode)
+        bar.update(len(answers))
+    bar.close()
+    return answers, time.perf_counter() - t0
+
+
+def _with_fallback(
+    pipeline: RagPipeline,
+    questions: list[str],
+    rag: list[RagAnswer],
+    seconds: float,
+    closed_book: tuple[list[RagAnswer], float] | None,
+    stages: Stages,
+) -> tuple[list[RagAnswer], float]:
+    """`rag` with the closed-book fallback (`dpr_rag.rag.fallback`), from the reader's closed-book answers when it gave
+    them (charged for the questions that fell back), else answering closed-book only where needed; and its seconds."""
+    from dpr_rag.rag.fallback import is_grounded, with_fallback
+
+    missing = [i for i, a in enumerate(rag) if not is_grounded(a)]
+    if closed_book is not None:
+        answers, cb_seconds = closed_book
+        extra = [answers[i] for i in missing]
+        cb_seconds *= len(missing) / max(len(answers), 1)
+    else:
+        extra, cb_seconds = _answer_all(pipeline, [questions[i] for i in missing], "closed-book", stages, "closed-book fallback")
+    rows = list(rag)
+    for i, a in zip(missing, with_fallback([rag[i] for i in missing], extra), strict=True):
+        rows[i] = a
+    return rows, seconds + cb_seconds
+
+
+def _score(
+    made: _Generation, label: str, rows: list[RagAnswer], seconds: float, examples: list[QAExample], answerable: list[bool]
+) -> None:
+    """EM/F1 of one row of answers, over all questions and over the answerable ones."""
+    squad = load_metric("squad_em_f1")
+    preds = [a.answer for a in rows]
+    subset = [i for i, ok in enumerate(answerable) if ok]
+    scored = squad.compute(predictions=preds, references=[ex.answers for ex in examples])
+    made.seconds_per_answer[label] = round(seconds / len(examples), 3)
+    made.predictions[label], made.scored[label] = preds, scored
+    made.qa[label] = {"em": _r(scored["exact_match"]), "f1": _r(scored["f1"])}
+    made.qa_answerable[label] = {
+        "em": _r(_percent([scored["exact_match_per_question"][i] for i in subset])),
+        "f1": _r(_percent([scored["f1_per_question"][i] for i in subset])),
+    }
+    if any(a.fallback for a in rows):
+        made.fallbacks[label] = sum(a.fallback for a in rows)
 
 
 def _generation_comparisons(config: EvalConfig, made: _Generation) -> list[dict]:
@@ -304,6 +351,7 @@ def _settings(config: EvalConfig, searcher: Searcher, names: list[str], n_loaded
         "base_generator": config.base_generator,
         "with_base": config.with_base,
         "bf16": config.bf16,
+        "fallback": config.fallback,
         "rag_retriever": config.rag_retriever,
         "generator_source": _generator_source(config),
         "rag_k": config.rag_k,
@@ -390,6 +438,7 @@ def run_evaluation(
         "queries_per_second": found.queries_per_second,
         "index_seconds": found.index_seconds,
         "seconds_per_answer": made.seconds_per_answer,
+        "fallbacks": made.fallbacks,
         "settings": _settings(config, searcher, found.names, len(loaded), started, time.perf_counter() - t_start),
     }
     per_question = _per_question(examples, answerable, found, made)

@@ -121,7 +121,14 @@ def render_markdown(report: dict) -> str:
             "",
             f"Generator: {s['generator_source']}; RAG modes read the top {s['rag_k']} "
             f"{s.get('rag_retriever', 'dense')} passages."
-            + (" Rows marked (base) answer with the bare base model over the same passages." if s.get("with_base") else ""),
+            + (" Rows marked (base) answer with the bare base model over the same passages." if s.get("with_base") else "")
+            + (
+                " Rows '+ fallback' take the closed-book answer where the RAG answer is in none of its passages ("
+                + ", ".join(f"{label}: {n} of {report['n_questions']}" for label, n in report.get("fallbacks", {}).items())
+                + ")."
+                if s.get("fallback")
+                else ""
+            ),
             "",
         ]
         spa = report.get("seconds_per_answer", {})

@@ -52,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--with-base", default="", help="modes also answered by the bare base model, as rows '<mode> (base)' (default none)"
     )
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast while generating (faster on recent CPUs)")
+    parser.add_argument(
+        "--fallback",
+        action="store_true",
+        help="also rows '<mode> + fallback': the closed-book answer wherever the RAG answer is in none of its passages",
+    )
     parser.add_argument("--rag-retriever", choices=RETRIEVERS, default="dense", help="what RAG retrieves with (default dense)")
     parser.add_argument("--rag-k", type=int, default=5, help="passages RAG marginalises over (default 5)")
     parser.add_argument("--shots", type=int, default=0, help="few-shot demonstrations before each question (default 0)")
@@ -93,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         base_generator=args.base_generator,
         with_base=parse_modes(args.with_base),
         bf16=args.bf16,
+        fallback=args.fallback,
         rag_retriever=args.rag_retriever,
         rag_k=args.rag_k,
         shots=args.shots,

@@ -173,7 +173,9 @@ class FakePipeline:
 
     def answer_batch(self, questions, mode):
         index = {q: i for i, (q, _) in enumerate(QA)}
-        return [types.SimpleNamespace(question=q, answer=self.ANSWERS[mode][index[q]], mode=mode) for q in questions]
+        return [
+            types.SimpleNamespace(question=q, answer=self.ANSWERS[mode][index[q]], mode=mode, fallback=False) for q in questions
+        ]
 
 
 def test_generation_scores_each_mode(tmp_path, corpus_file, qa_file, monkeypatch):

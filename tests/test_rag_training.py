@@ -208,6 +208,7 @@ def test_cli_hot_swaps_a_trained_rag_folder(tiny_model_dir, copier_dir, tmp_path
                     "2",
                     "--mode",
                     "token,sequence",
+                    "--fallback",
                     "--json",
                 ]
             )
@@ -215,6 +216,7 @@ def test_cli_hot_swaps_a_trained_rag_folder(tiny_model_dir, copier_dir, tmp_path
         )
         lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
         assert [(r["mode"], r["answer"]) for r in lines] == [("token", word), ("sequence", word)]
+        assert [r["fallback"] for r in lines] == [False, False]  # the answer is in the passages: it stands
         assert all({p["id"] for p in r["passages"]} == {f"{word}-0", f"{word}-1"} for r in lines)
     with pytest.raises(ConfigError, match="not a RAG training folder"):
         RagPipeline.open(corpus=str(tmp_path / "stone.jsonl"), rag=str(tmp_path), k=2)

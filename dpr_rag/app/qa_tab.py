@@ -48,6 +48,11 @@ def answer_html(a, mode_label: str, seconds: float, model_label: str) -> str:
         f"<div class='dpr-meta'>{html.escape(mode_label)} · log p(answer | question) = {a.logprob:.2f} (p = {p:.3g}) · "
         f"{seconds:.1f} s · retriever: {html.escape(model_label)}</div></div>",
     ]
+    if a.fallback:
+        parts.append(
+            "<div class='dpr-meta qa-fallback'>Closed-book fallback: the RAG answer was in none of these passages, so "
+            "this is the generator's answer without them.</div>"
+        )
     if not a.passages:
         parts.append("<div class='dpr-meta'>Closed-book: the generator answered from its parameters alone, no passages.</div>")
         return "".join(parts)
@@ -83,6 +88,7 @@ def run_answer(
     progress=None,
     retriever_label: str = "Dense",
     shots=None,
+    fallback: bool | None = None,
 ):
     """(answer html, whether an index job should be followed)."""
     question = (question or "").strip()
@@ -109,7 +115,7 @@ def run_answer(
         return f"<div id='qa-answer' class='dpr-meta'>{html.escape(note)} Ask again when it is ready.</div>", follow
     if progress is not None and not state.generator_loaded:
         progress(0.1, desc="loading the generator (first use; the default one takes a few seconds)")
-    pipe = state.pipeline(model.id, k, RETRIEVERS[retriever_label], shots)
+    pipe = state.pipeline(model.id, k, RETRIEVERS[retriever_label], shots, None if fallback is None else bool(fallback))
     if progress is not None:
         progress(0.5, desc=f"generating ({mode_label})")
     t0 = time.perf_counter()
@@ -130,6 +136,12 @@ def build(shared: Shared) -> None:
         shots = gr.Slider(
             0, MAX_SHOTS, value=state.config.shots, step=1, label="Demonstrations (few-shot)", scale=1, elem_id="qa-shots"
         )
+        fallback = gr.Checkbox(
+            value=state.default_fallback,
+            label="Closed-book fallback (when the answer is in no passage)",
+            scale=1,
+            elem_id="qa-fallback",
+        )
         button = gr.Button("Answer", variant="primary", scale=1, elem_id="qa-button")
     examples = gr.Examples(
         [[q] for q, _ in example_questions(state.config.qa)],
@@ -144,11 +156,13 @@ def build(shared: Shared) -> None:
     shared.model_dropdowns.append(model)
 
     @user_errors
-    def answer(question, mode, model_id, k, retriever_label, n_shots, request: gr.Request, progress=gr.Progress()):
-        text, follow = run_answer(state, question, mode, model_id, k, session(request), progress, retriever_label, n_shots)
+    def answer(question, mode, model_id, k, retriever_label, n_shots, use_fallback, request: gr.Request, progress=gr.Progress()):
+        text, follow = run_answer(
+            state, question, mode, model_id, k, session(request), progress, retriever_label, n_shots, use_fallback
+        )
         return text, gr.Timer(active=True) if follow else gr.skip()
 
-    inputs, outputs = [question, mode, model, k, retriever, shots], [output, shared.timer]
+    inputs, outputs = [question, mode, model, k, retriever, shots, fallback], [output, shared.timer]
     # Generation is CPU-bound: one answer at a time; other users wait in the queue (Gradio shows their position).
     button.click(answer, inputs, outputs, api_name="answer", concurrency_limit=1, concurrency_id="generate")
     question.submit(answer, inputs, outputs, api_visibility="private", concurrency_limit=1, concurrency_id="generate")

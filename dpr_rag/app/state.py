@@ -261,12 +261,22 @@ class AppState:
         return answer_mode(load_rag_config(reader)) if reader else "token"
 
     @property
+    def default_fallback(self) -> bool:
+        """Whether the QA tab starts with the closed-book fallback on: as the shipped reader's rag_config.json says."""
+        from ..rag.default_generator import shipped_reader
+        from ..rag.rag_folder import load_rag_config
+
+        reader = None if self.config.generator or self.config.base_generator else shipped_reader()
+        return bool(load_rag_config(reader).get("fallback", False)) if reader else False
+
+    @property
     def generator_loaded(self) -> bool:
         return self._generator is not None
 
-    def pipeline(self, model_id: str, k: int, retriever: str = "dense", shots: int | None = None):
+    def pipeline(self, model_id: str, k: int, retriever: str = "dense", shots: int | None = None, fallback: bool | None = None):
         """The RAG pipeline of a model and retriever (dense, bm25 or hybrid), over the live corpus. A pipeline is kept
-        per (model, retriever) and follows a corpus swap; `shots` demonstrations (default: the app's setting)."""
+        per (model, retriever) and follows a corpus swap; `shots` demonstrations (default: the app's setting);
+        `fallback`: the closed-book fallback (default: as the shipped reader says)."""
         from ..rag.demonstrations import few_shot_template
         from ..rag.pipeline import RagPipeline
 
@@ -284,6 +294,7 @@ class AppState:
                 pipe = RagPipeline(found, generator, k=k)
                 self._pipelines[key] = pipe
             pipe.k, pipe.template = k, template
+            pipe.fallback = self.default_fallback if fallback is None else fallback
             return pipe
 
     # ---- status for the page -----------------------------------------------------------------------------

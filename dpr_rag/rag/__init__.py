@@ -10,6 +10,7 @@
 - `marginals.py` — RAG-Sequence and RAG-Token marginalisation over the retrieved passages (training and decoding);
 - `pipeline.py` — `RagPipeline`: RAG-Token / RAG-Sequence / standard RAG / closed-book over any retriever, with
   provenance, corpus hot-swap;
+- `fallback.py` — closed-book fallback: a RAG answer kept only where one of its passages holds it;
 - `rag_folder.py` — the folders RAG training writes and `RagPipeline.open(rag=...)` loads;
 - `reader_data.py` — reader training data by distant supervision;
 - `trainer.py`, `checkpoints.py` — training the reader / RAG end to end: dev EM, best/ and last/ (exact resume).

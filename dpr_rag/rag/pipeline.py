@@ -36,6 +36,7 @@ from ..retrieval.hybrid import HybridRetriever
 from ..retrieval.searcher import Searcher, dense_index
 from .default_generator import shipped_reader
 from .demonstrations import few_shot_template
+from .fallback import is_grounded, with_fallback
 from .generator import Generator
 from .marginals import passage_posterior, rag_sequence_logprob, rag_token_logprob
 from .prompting import ZERO_SHOT, PromptTemplate
@@ -61,6 +62,7 @@ class RagAnswer:
     mode: str
     logprob: float  # log p(answer | question) under the mode's marginal
     passages: list[Provenance] = field(default_factory=list)
+    fallback: bool = False  # the passages did not support the RAG answer: this is the closed-book one (`fallback.py`)
 
 
 class _MixturePerQuestion(LogitsProcessor):
@@ -107,6 +109,8 @@ class RagPipeline:
         self.temperature = temperature or default_temperature(retriever)
         # bfloat16 autocast while answering: ~1.9x faster on CPUs with AVX512-BF16 (bench/bf16_speed.py); answers may differ.
         self.bf16 = False
+        # Closed-book fallback (`fallback.py`): a RAG answer found in none of its passages is replaced by the closed-book one.
+        self.fallback = False
 
     def with_generator(self, generator: Generator) -> RagPipeline:
         """The same retrieval (retriever, k, temperature, prompt) answered by another generator: to compare readers."""
@@ -139,6 +143,7 @@ class RagPipeline:
         shots: int = 0,
         base_generator: bool = False,
         retriever: str = "dense",
+        fallback: bool | None = None,
     ) -> RagPipeline:
         """A RAG pipeline over a corpus (default: the embedded one), or over the dense retriever of a `searcher` that
         is already open (then `corpus`, `index` and `model` are its own). `rag` is a folder written by RAG training:
@@ -147,14 +152,15 @@ class RagPipeline:
         `shots`: demonstrations put before each question (`demonstrations.py`; 0 = zero-shot).
         With neither `generator` nor `rag`, the shipped reader answers (`default_generator.shipped_reader`: Gemma 3
         270M with trained LoRA adapters); `base_generator=True` gives the bare base model instead. `retriever`: dense,
-        bm25 or hybrid gives the passages and p(z|x) (a softmax of its scores at a temperature suited to them)."""
+        bm25 or hybrid gives the passages and p(z|x) (a softmax of its scores at a temperature suited to them).
+        `fallback`: the closed-book fallback (`fallback.py`); None = as the RAG folder's rag_config.json says (off)."""
         check_int("k", k, 1, MAX_K)
         if base_generator and (generator is not None or rag is not None):
             raise ConfigError("base_generator means the bare default generator: give no generator or RAG folder with it")
         if rag is None and generator is None and not base_generator:
             rag = shipped_reader()
         template = few_shot_template(shots)
-        temperature = None
+        temperature, rag_config = None, {}
         if rag is not None:
             folder = rag_folder(rag)
             if generator is not None:
@@ -164,7 +170,8 @@ class RagPipeline:
                 if model is not None or searcher is not None:
                     raise ConfigError(f"{folder} has its own trained retriever: give no retriever model or searcher with it")
                 model = str(folder / "retriever")
-            temperature = load_rag_config(folder).get("temperature")
+            rag_config = load_rag_config(folder)
+            temperature = rag_config.get("temperature")
         if searcher is None:
             searcher = Searcher.open(corpus, model=model, index=index, index_kind=index_kind, use_cache=use_cache)
         elif corpus is not None or index is not None or model is not None:
@@ -172,7 +179,9 @@ class RagPipeline:
         generator_model = Generator.from_pretrained(generator)
         if retriever != "dense":
             temperature = None  # the trained temperature belongs to the dense scores
-        return cls(searcher.retriever(retriever), generator_model, k, temperature, max_new_tokens, template)
+        pipeline = cls(searcher.retriever(retriever), generator_model, k, temperature, max_new_tokens, template)
+        pipeline.fallback = bool(rag_config.get("fallback", False)) if fallback is None else fallback
+        return pipeline
 
     # ---- retrieval ------------------------------------------------------------------------------------
     def swap_corpus(
@@ -268,7 +277,19 @@ class RagPipeline:
 
     def answer_batch(self, questions: list[str], mode: str = "token", num_beams: int | None = None) -> list[RagAnswer]:
         """Answer each question. `num_beams`: RAG-Token, standard RAG and closed-book default to 1 (greedy); RAG-Sequence to
-        4 beams per passage (the candidates that are then rescored), 1 = the greedy answer of each passage."""
+        4 beams per passage (the candidates that are then rescored), 1 = the greedy answer of each passage. With
+        `self.fallback`, a RAG answer that none of its passages holds is replaced by the closed-book answer (greedy)."""
+        answers = self._answer_batch(questions, mode, num_beams)
+        if not self.fallback or mode == "closed-book":
+            return answers
+        missing = [i for i, a in enumerate(answers) if not is_grounded(a)]
+        if missing:
+            closed_book = self._answer_batch([questions[i] for i in missing], "closed-book", None)
+            for i, a in zip(missing, with_fallback([answers[i] for i in missing], closed_book), strict=True):
+                answers[i] = a
+        return answers
+
+    def _answer_batch(self, questions: list[str], mode: str, num_beams: int | None) -> list[RagAnswer]:
         check_mode(mode)
         check_questions(questions)
         if num_beams is None:
