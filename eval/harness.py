@@ -17,7 +17,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from dpr_rag.data.passages import corpus_fingerprint
 from dpr_rag.data.qa import QAExample, load_qa
@@ -26,18 +25,15 @@ from dpr_rag.matching import CorpusAnswerIndex
 from dpr_rag.retrieval.searcher import Searcher
 from dpr_rag.storage import atomic_dir, unique_folder
 
+from .answering import Generation, generate_answers, generation_comparisons, percent, rounded
 from .bootstrap import paired_bootstrap
 from .config import EvalConfig
 from .metrics import load_metric
 from .report import write_report
 from .stages import Progress, Stages
 
-if TYPE_CHECKING:  # the generator loads only when generating
-    from dpr_rag.rag.pipeline import RagAnswer, RagPipeline
-
 REPORTS_DIR = Path(__file__).resolve().parent / "reports"
 SEARCH_BATCH = 64
-GENERATE_BATCH = 8
 UNTRAINED = "dense_untrained"  # the default encoder, evaluated beside a trained --model
 
 
@@ -53,26 +49,6 @@ class _Retrieval:
     top1: dict[str, list[dict | None]] = field(default_factory=dict)
     queries_per_second: dict[str, float | None] = field(default_factory=dict)
     index_seconds: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class _Generation:
-    """What generation produced and scored, per RAG mode."""
-
-    qa: dict[str, dict[str, float | None]] = field(default_factory=dict)
-    qa_answerable: dict[str, dict[str, float | None]] = field(default_factory=dict)
-    predictions: dict[str, list[str]] = field(default_factory=dict)
-    scored: dict[str, dict] = field(default_factory=dict)
-    seconds_per_answer: dict[str, float] = field(default_factory=dict)
-    fallbacks: dict[str, int] = field(default_factory=dict)  # "<mode> + fallback" rows: how many answers fell back
-
-
-def _percent(values: list[float]) -> float | None:
-    return 100.0 * sum(values) / len(values) if values else None
-
-
-def _r(x: float | None) -> float | None:
-    return None if x is None else round(x, 2)
 
 
 def _git_commit() -> str | None:
@@ -183,8 +159,10 @@ def _retrieve(
                 f"{name}: a retrieved passage has an answer that the corpus check missed; "
                 "the retriever's passages differ from the corpus"
             )
-        found.accuracy[name] = {str(k): _r(acc) for k, acc in scored["accuracy"].items()}
-        found.accuracy_answerable[name] = {str(k): _r(_percent([found.hits_at[name][k][i] for i in subset])) for k in config.k}
+        found.accuracy[name] = {str(k): rounded(acc) for k, acc in scored["accuracy"].items()}
+        found.accuracy_answerable[name] = {
+            str(k): rounded(percent([found.hits_at[name][k][i] for i in subset])) for k in config.k
+        }
         found.top1[name] = [{"id": row[0].passage.id, "title": row[0].passage.title} if row else None for row in results]
     return found
 
@@ -197,130 +175,6 @@ def _retrieval_comparisons(config: EvalConfig, found: _Retrieval) -> list[dict]:
                 found.hits_at[a][k], found.hits_at[b][k], config.bootstrap_samples, config.confidence, config.seed
             )
             out.append({"a": a, "b": b, "k": str(k), **ci.to_dict(scale=100.0)})
-    return out
-
-
-def _open_pipeline(config: EvalConfig, searcher: Searcher) -> RagPipeline:
-    """The RAG pipeline over the searcher already open (no second parse of the corpus, no second encoder), imported
-    only when generation is asked for: it loads a generator LM, and retrieval-only evaluation must work without one."""
-    try:
-        from dpr_rag.rag.pipeline import RagPipeline
-    except ImportError as e:
-        raise DprRagError(f"--generate needs the RAG generator, which failed to import: {e}") from e
-    return RagPipeline.open(
-        generator=config.generator,
-        rag=config.rag,
-        base_generator=config.base_generator,
-        k=config.rag_k,
-        searcher=searcher,
-        shots=config.shots,
-        retriever=config.rag_retriever,
-    )
-
-
-def _readers(config: EvalConfig, searcher: Searcher) -> list[tuple[str, RagPipeline, list[str]]]:
-    """(label suffix, pipeline, modes): the configured reader, and with `with_base` the bare base model over the same
-    retriever, each with the modes it answers in."""
-    from dpr_rag.rag.generator import Generator
-
-    main = _open_pipeline(config, searcher)
-    readers: list[tuple[str, RagPipeline, list[str]]] = [("", main, config.generate)]
-    if config.with_base:  # the base first, so that each comparison reads "reader − base"
-        readers.insert(0, (" (base)", main.with_generator(Generator.from_pretrained(None)), config.with_base))
-    for _, pipeline, _ in readers:
-        pipeline.bf16 = config.bf16
-    return readers
-
-
-def _generate(
-    config: EvalConfig, searcher: Searcher, examples: list[QAExample], answerable: list[bool], stages: Stages
-) -> _Generation:
-    """EM/F1 of each RAG mode's answers (and, with `config.fallback`, of each RAG mode with the closed-book fallback)."""
-    made = _Generation()
-    if not config.generate:
-        return made
-    questions = [ex.question for ex in examples]
-    for suffix, pipeline, modes in _readers(config, searcher):
-        answered: dict[str, tuple[list[RagAnswer], float]] = {}  # mode -> (answers, seconds in all)
-        for mode in modes:
-            answered[mode] = _answer_all(pipeline, questions, mode, stages, mode + suffix)
-            _score(made, mode + suffix, *answered[mode], examples, answerable)
-        if config.fallback:
-            for mode in [m for m in modes if m != "closed-book"]:
-                rows, seconds = _with_fallback(pipeline, questions, *answered[mode], answered.get("closed-book"), stages)
-                _score(made, f"{mode} + fallback{suffix}", rows, seconds, examples, answerable)
-    return made
-
-
-def _answer_all(
-    pipeline: RagPipeline, questions: list[str], mode: str, stages: Stages, label: str
-) -> tuple[list[RagAnswer], float]:
-    """Every question answered in `mode`, in batches with progress; and the seconds that took."""
-    answers: list[RagAnswer] = []
-    bar = stages.run(f"generate {label}", len(questions))
-    t0 = time.perf_counter()
-    for start in range(0, len(questions), GENERATE_BATCH):
-        answers += pipeline.answer_batch(questions[start : start + GENERATE_BATCH], mode)
-        bar.update(len(answers))
-    bar.close()
-    return answers, time.perf_counter() - t0
-
-
-def _with_fallback(
-    pipeline: RagPipeline,
-    questions: list[str],
-    rag: list[RagAnswer],
-    seconds: float,
-    closed_book: tuple[list[RagAnswer], float] | None,
-    stages: Stages,
-) -> tuple[list[RagAnswer], float]:
-    """`rag` with the closed-book fallback (`dpr_rag.rag.fallback`), from the reader's closed-book answers when it gave
-    them (charged for the questions that fell back), else answering closed-book only where needed; and its seconds."""
-    from dpr_rag.rag.fallback import is_grounded, with_fallback
-
-    missing = [i for i, a in enumerate(rag) if not is_grounded(a)]
-    if closed_book is not None:
-        answers, cb_seconds = closed_book
-        extra = [answers[i] for i in missing]
-        cb_seconds *= len(missing) / max(len(answers), 1)
-    else:
-        extra, cb_seconds = _answer_all(pipeline, [questions[i] for i in missing], "closed-book", stages, "closed-book fallback")
-    rows = list(rag)
-    for i, a in zip(missing, with_fallback([rag[i] for i in missing], extra), strict=True):
-        rows[i] = a
-    return rows, seconds + cb_seconds
-
-
-def _score(
-    made: _Generation, label: str, rows: list[RagAnswer], seconds: float, examples: list[QAExample], answerable: list[bool]
-) -> None:
-    """EM/F1 of one row of answers, over all questions and over the answerable ones."""
-    squad = load_metric("squad_em_f1")
-    preds = [a.answer for a in rows]
-    subset = [i for i, ok in enumerate(answerable) if ok]
-    scored = squad.compute(predictions=preds, references=[ex.answers for ex in examples])
-    made.seconds_per_answer[label] = round(seconds / len(examples), 3)
-    made.predictions[label], made.scored[label] = preds, scored
-    made.qa[label] = {"em": _r(scored["exact_match"]), "f1": _r(scored["f1"])}
-    made.qa_answerable[label] = {
-        "em": _r(_percent([scored["exact_match_per_question"][i] for i in subset])),
-        "f1": _r(_percent([scored["f1_per_question"][i] for i in subset])),
-    }
-    if any(a.fallback for a in rows):
-        made.fallbacks[label] = sum(a.fallback for a in rows)
-
-
-def _generation_comparisons(config: EvalConfig, made: _Generation) -> list[dict]:
-    """Every pair of answer rows (modes, and readers when `with_base`): the later minus the earlier, in the order
-    generated (base rows first, then modes in the order asked)."""
-    out = []
-    pairs = list(itertools.combinations(made.scored, 2))
-    for b, a in pairs:
-        for metric, key in (("em", "exact_match_per_question"), ("f1", "f1_per_question")):
-            ci = paired_bootstrap(
-                made.scored[a][key], made.scored[b][key], config.bootstrap_samples, config.confidence, config.seed
-            )
-            out.append({"a": a, "b": b, "metric": metric, **ci.to_dict(scale=100.0)})
     return out
 
 
@@ -376,7 +230,7 @@ def _generator_source(config: EvalConfig) -> str:
     return "shipped reader (Gemma 3 270M + LoRA, dpr_rag/rag/reader)"
 
 
-def _per_question(examples: list[QAExample], answerable: list[bool], found: _Retrieval, made: _Generation) -> list[dict]:
+def _per_question(examples: list[QAExample], answerable: list[bool], found: _Retrieval, made: Generation) -> list[dict]:
     rows = []
     for i, ex in enumerate(examples):
         record: dict = {
@@ -424,7 +278,7 @@ def run_evaluation(
     searcher = searcher or open_searcher(config)
     answerable = _answerable(examples, searcher, config, stages)
     found = _retrieve(config, searcher, examples, answerable, stages)
-    made = _generate(config, searcher, examples, answerable, stages)
+    made = generate_answers(config, searcher, examples, answerable, stages)
 
     n, n_answerable = len(examples), sum(answerable)
     report = {
@@ -434,7 +288,7 @@ def run_evaluation(
         "retrieval": found.accuracy,
         "answerable": {"n_questions": n_answerable, "retrieval": found.accuracy_answerable, "qa": made.qa_answerable},
         "qa": made.qa,
-        "comparisons": {"retrieval": _retrieval_comparisons(config, found), "qa": _generation_comparisons(config, made)},
+        "comparisons": {"retrieval": _retrieval_comparisons(config, found), "qa": generation_comparisons(config, made)},
         "queries_per_second": found.queries_per_second,
         "index_seconds": found.index_seconds,
         "seconds_per_answer": made.seconds_per_answer,
