@@ -10,6 +10,7 @@
 - `marginals.py` — RAG-Sequence and RAG-Token marginalisation over the retrieved passages (training and decoding);
 - `pipeline.py` — `RagPipeline`: RAG-Token / RAG-Sequence / standard RAG / closed-book over any retriever, with
   provenance, corpus hot-swap;
+- `priors.py` — p(z|x) over any retriever: a softmax at a temperature suited to its score scale;
 - `fallback.py` — closed-book fallback: a RAG answer kept only where one of its passages holds it;
 - `rag_folder.py` — the folders RAG training writes and `RagPipeline.open(rag=...)` loads;
 - `reader_data.py` — reader training data by distant supervision;

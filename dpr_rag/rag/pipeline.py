@@ -32,13 +32,13 @@ from ..data.passages import Passage, load_corpus
 from ..errors import ConfigError
 from ..retrieval.base import MAX_K, MAX_QUERY_CHARS, Retriever, SearchHit
 from ..retrieval.dense import DenseRetriever
-from ..retrieval.hybrid import HybridRetriever
 from ..retrieval.searcher import Searcher, dense_index
 from .default_generator import shipped_reader
 from .demonstrations import few_shot_template
 from .fallback import is_grounded, with_fallback
 from .generator import Generator
 from .marginals import passage_posterior, rag_sequence_logprob, rag_token_logprob
+from .priors import TEMPERATURES, default_temperature  # noqa: F401 (TEMPERATURES: re-exported)
 from .prompting import ZERO_SHOT, PromptTemplate
 from .rag_folder import RAG_CONFIG, load_rag_config, rag_folder  # noqa: F401 (RAG_CONFIG: re-exported)
 
@@ -76,21 +76,6 @@ class _MixturePerQuestion(LogitsProcessor):
         logp = torch.log_softmax(scores.float(), dim=-1).view(B, K, self.num_beams, -1)
         mixed = torch.logsumexp(logp + self.doc_logp.to(logp.device)[:, :, None, None], dim=1, keepdim=True)
         return mixed.expand(-1, K, -1, -1).reshape(scores.shape)
-
-
-# p(z|x) = softmax(score / τ) over the top k, τ per retriever's score scale: on 200 NQ train questions the median gap
-# between the top-1 and top-5 scores is 0.093 (dense cosine), 1.61 (BM25), 5.9 (linear hybrid), so these τ give each
-# about the same spread of priors (~1.6-1.9 nats between first and fifth). RRF scores differ by ~1e-3 between ranks.
-TEMPERATURES = {"dense": 0.05, "bm25": 1.0, "hybrid": 3.0, "hybrid-rrf": 0.001}
-
-
-def default_temperature(retriever: Retriever) -> float:
-    """τ suited to the retriever's scores (`TEMPERATURES`); 1 for an unnormalised dense encoder (inner products)."""
-    if isinstance(retriever, DenseRetriever):
-        return TEMPERATURES["dense"] if retriever.encoder.settings.normalize else 1.0
-    if isinstance(retriever, HybridRetriever) and retriever.fusion == "rrf":
-        return TEMPERATURES["hybrid-rrf"]
-    return TEMPERATURES.get(retriever.name, 1.0)
 
 
 class RagPipeline:
