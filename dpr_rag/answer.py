@@ -12,6 +12,8 @@ import time
 from .cli_common import add_corpus_args, run_cli
 from .errors import ConfigError
 from .rag.pipeline import MODES, RagPipeline
+from .retrieval.rerank import DEFAULT_CANDIDATES
+from .retrieval.searcher import RETRIEVERS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,6 +54,16 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="answer closed-book where the RAG answer is in none of its passages (default: as the reader's rag_config.json says)",
     )
+    parser.add_argument("--retriever", choices=RETRIEVERS, default="dense", help="what RAG retrieves with (default dense)")
+    parser.add_argument(
+        "--rerank", help="a cross-encoder folder (python -m dpr_rag.train_reranker): rerank the retriever's top hits"
+    )
+    parser.add_argument(
+        "--rerank-candidates",
+        type=int,
+        default=DEFAULT_CANDIDATES,
+        help=f"first-stage hits the cross-encoder rescores (default {DEFAULT_CANDIDATES})",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     modes = ["token", "sequence", "standard", "closed-book"] if args.mode == "all" else [m.strip() for m in args.mode.split(",")]
@@ -73,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         shots=args.shots,
         base_generator=args.base_generator,
         fallback=args.fallback,
+        retriever=args.retriever,
+        reranker=args.rerank,
+        rerank_candidates=args.rerank_candidates,
     )
     pipeline.bf16 = args.bf16
     for mode in modes:

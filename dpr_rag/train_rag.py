@@ -23,10 +23,10 @@ import argparse
 import time
 
 from .cli_common import add_corpus_args, run_cli
-from .data.qa import load_fanoutqa, load_qa
 from .rag.reader_data import reader_examples
 from .rag.trainer import DEV_MODES, TRAINABLE_MODES, RagTrainConfig, mean_loss, train_rag
-from .training.distant_supervision import question_key, split_train_dev
+from .training.distant_supervision import split_train_dev
+from .training.questions import training_questions
 
 LOSS_EXAMPLES = 64  # questions the before/after loss is measured on
 
@@ -91,14 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         dev_mode=args.dev_mode,
         resume=args.resume,
     )  # checks the settings before any loading
-    qa = [e for path in args.qa for e in load_qa(path)]
-    if args.fanoutqa or not args.qa:
-        qa += load_fanoutqa()
-    if args.exclude:
-        excluded = {question_key(e.question) for path in args.exclude for e in load_qa(path)}
-        n_all = len(qa)
-        qa = [e for e in qa if question_key(e.question) not in excluded]
-        print(f"--exclude: {n_all - len(qa)} of {n_all} questions left out", flush=True)
+    qa = training_questions(args.qa, args.fanoutqa, args.exclude)
     from .rag.pipeline import RagPipeline  # loads the index and the generator (checks k first)
 
     pipeline = RagPipeline.open(

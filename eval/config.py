@@ -7,12 +7,14 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from dpr_rag.config_checks import check_int, check_text
 from dpr_rag.errors import ConfigError
 from dpr_rag.matching import MATCH_MODES
 from dpr_rag.rag.demonstrations import MAX_SHOTS
 from dpr_rag.retrieval.base import MAX_K
 from dpr_rag.retrieval.hybrid import DEFAULT_WEIGHT, FUSIONS
-from dpr_rag.retrieval.searcher import RETRIEVERS, check_retriever_names
+from dpr_rag.retrieval.rerank import DEFAULT_CANDIDATES, MAX_CANDIDATES
+from dpr_rag.retrieval.searcher import RERANKED, RETRIEVERS, check_retriever_names, reranked
 
 from .bootstrap import DEFAULT_SAMPLES
 
@@ -39,7 +41,9 @@ class EvalConfig:
     base_generator: bool = False  # the bare base model instead of the shipped reader
     with_base: list[str] = field(default_factory=list)  # modes also answered by the bare base model ("<mode> (base)")
     bf16: bool = False  # bfloat16 autocast while generating (faster on CPUs with AVX512-BF16/AMX)
-    rag_retriever: str = "dense"  # what RAG retrieves with: dense, bm25 or hybrid
+    rag_retriever: str = "dense"  # what RAG retrieves with: dense, bm25 or hybrid (or one of them + "+rerank")
+    rerank: str | None = None  # a cross-encoder folder: adds a "<retriever>+rerank" row for every retriever
+    rerank_candidates: int = DEFAULT_CANDIDATES  # first-stage hits the cross-encoder rescores
     rag_k: int = 5
     shots: int = 0  # few-shot demonstrations before each question (dpr_rag.rag.demonstrations)
     fallback: bool = False  # also rows "<mode> + fallback": closed-book where the passages lack the answer
@@ -71,6 +75,12 @@ class EvalConfig:
         names = [str(n).strip() for n in self.retrievers if str(n).strip()]
         # No retriever is allowed only when generating (answers alone); otherwise the library's check names the problem.
         self.retrievers = list(dict.fromkeys(check_retriever_names(names))) if names or not self.generate else []
+        if self.rerank is not None:
+            check_text("rerank", self.rerank)
+            check_int("rerank_candidates", self.rerank_candidates, 1, MAX_CANDIDATES)
+            self.retrievers = list(dict.fromkeys(n for r in self.retrievers for n in (r.removesuffix(RERANKED), reranked(r))))
+        elif any(r.endswith(RERANKED) for r in [*self.retrievers, self.rag_retriever]):
+            raise ConfigError(f"a {RERANKED} retriever needs --rerank FOLDER (a cross-encoder)")
         self.k = parse_ks(self.k)
         if self.match not in MATCH_MODES:
             raise ConfigError(f"unknown --match {self.match!r}; choose from {', '.join(MATCH_MODES)}")
@@ -89,8 +99,9 @@ class EvalConfig:
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.fallback and not [m for m in self.generate + self.with_base if m != "closed-book"]:
             raise ConfigError("--fallback needs a RAG mode in --generate or --with-base (sequence, token or standard)")
-        if self.rag_retriever not in RETRIEVERS:
-            raise ConfigError(f"unknown --rag-retriever {self.rag_retriever!r}; choose from {', '.join(RETRIEVERS)}")
+        if self.rag_retriever.removesuffix(RERANKED) not in RETRIEVERS:
+            choices = ", ".join(RETRIEVERS)
+            raise ConfigError(f"unknown --rag-retriever {self.rag_retriever!r}; choose from {choices} (optionally {RERANKED})")
         if not _is_int(self.shots) or not 0 <= self.shots <= MAX_SHOTS:
             raise ConfigError(f"--shots must be an integer between 0 and {MAX_SHOTS}, got {self.shots!r}")
         if self.fusion not in FUSIONS:
@@ -125,6 +136,8 @@ class EvalConfig:
                 args += ["--with-base", ",".join(self.with_base)]
             if self.rag_retriever != "dense":
                 args += ["--rag-retriever", self.rag_retriever]
+        if self.rerank is not None:
+            args += ["--rerank", str(self.rerank), "--rerank-candidates", str(self.rerank_candidates)]
         if self.limit is not None:
             args += ["--limit", str(self.limit)]
         if self.index_type != "flat":

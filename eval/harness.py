@@ -89,6 +89,8 @@ def open_searcher(config: EvalConfig) -> Searcher:
         hybrid_fusion=config.fusion,
         hybrid_weight=config.weight,
         show_progress=config.show_progress,
+        reranker=config.rerank,
+        rerank_candidates=config.rerank_candidates,
     )
 
 
@@ -207,6 +209,8 @@ def _settings(config: EvalConfig, searcher: Searcher, names: list[str], n_loaded
         "bf16": config.bf16,
         "fallback": config.fallback,
         "rag_retriever": config.rag_retriever,
+        "rerank": config.rerank,
+        "rerank_candidates": config.rerank_candidates if config.rerank else None,
         "generator_source": _generator_source(config),
         "rag_k": config.rag_k,
         "shots": config.shots,

@@ -20,7 +20,8 @@ import sys
 from dpr_rag.cli_common import add_corpus_args, index_params, run_cli
 from dpr_rag.matching import MATCH_MODES
 from dpr_rag.retrieval.hybrid import DEFAULT_WEIGHT, FUSIONS
-from dpr_rag.retrieval.searcher import RETRIEVERS
+from dpr_rag.retrieval.rerank import DEFAULT_CANDIDATES
+from dpr_rag.retrieval.searcher import RERANKED, RETRIEVERS
 
 from .bootstrap import DEFAULT_SAMPLES
 from .config import DEFAULT_KS, GENERATION_MODES, EvalConfig, parse_ks, parse_modes, split_csv
@@ -57,7 +58,21 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also rows '<mode> + fallback': the closed-book answer wherever the RAG answer is in none of its passages",
     )
-    parser.add_argument("--rag-retriever", choices=RETRIEVERS, default="dense", help="what RAG retrieves with (default dense)")
+    parser.add_argument(
+        "--rag-retriever",
+        choices=[*RETRIEVERS, *(r + RERANKED for r in RETRIEVERS)],
+        default="dense",
+        help="what RAG retrieves with (default dense; '+rerank' needs --rerank)",
+    )
+    parser.add_argument(
+        "--rerank", help="a cross-encoder folder (python -m dpr_rag.train_reranker): adds a '<retriever>+rerank' row each"
+    )
+    parser.add_argument(
+        "--rerank-candidates",
+        type=int,
+        default=DEFAULT_CANDIDATES,
+        help=f"first-stage hits the cross-encoder rescores (default {DEFAULT_CANDIDATES})",
+    )
     parser.add_argument("--rag-k", type=int, default=5, help="passages RAG marginalises over (default 5)")
     parser.add_argument("--shots", type=int, default=0, help="few-shot demonstrations before each question (default 0)")
     parser.add_argument("--limit", type=int, help="evaluate only the first N questions")
@@ -100,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         bf16=args.bf16,
         fallback=args.fallback,
         rag_retriever=args.rag_retriever,
+        rerank=args.rerank,
+        rerank_candidates=args.rerank_candidates,
         rag_k=args.rag_k,
         shots=args.shots,
         limit=args.limit,

@@ -250,3 +250,35 @@ def test_corpus_swap_is_hot_and_reversible(client, tmp_path):
     client.predict(api_name="/corpus_reset")
     s = wait_status(client, lambda s: s["index_job"]["state"] != "running")
     assert s["live"]["corpus"] == "toy.jsonl" and s["live"]["passages"] == len(assets.FACTS)
+
+
+# ---- an app started with a reranker (DPR_RAG_APP_RERANKER) -------------------------------------------------------
+@pytest.fixture(scope="module")
+def rerank_client(tmp_path_factory, tiny_model_dir):
+    from dpr_rag.retrieval.rerank import CrossEncoderReranker
+
+    folder = tmp_path_factory.mktemp("app-rerank")
+    CrossEncoderReranker.from_pretrained(tiny_model_dir).save_pretrained(folder / "reranker")
+    with serving(folder, tiny_model_dir, DPR_RAG_APP_RERANKER=str(folder / "reranker")) as server:
+        c = Client(server.url, verbose=False)
+        wait_status(c, index_ready())
+        yield c
+
+
+def test_search_reranks_every_column_and_shows_both_stages(rerank_client):
+    plain = rerank_client.predict("who painted the mona lisa", "", "default", 3, False, api_name="/search")
+    reranked = rerank_client.predict("who painted the mona lisa", "", "default", 3, True, api_name="/search")
+    for before, after in zip(plain[:3], reranked[:3], strict=True):
+        assert "reranked" not in before and "→ reranked" in after and after.count("class='dpr-hit") == 3
+        assert re.search(
+            rf"first stage \d+\.\d ms, then the reranker rescored {len(assets.FACTS)} candidates in \d+\.\d ms", after
+        )
+
+
+def test_qa_offers_the_reranked_retriever_only_with_a_reranker(rerank_client, client):
+    html, _ = rerank_client.predict("who wrote hamlet", "RAG-Token", "default", 3, "Dense + rerank", 0, api_name="/answer")
+    assert "retriever: Dense + rerank (" in html and html.count("class='dpr-title'") == 3
+    with pytest.raises(AppError):
+        client.predict("who wrote hamlet", "RAG-Token", "default", 3, "Dense + rerank", 0, api_name="/answer")
+    with pytest.raises(AppError, match="no reranker"):
+        client.predict("who painted the mona lisa", "", "default", 3, True, api_name="/search")

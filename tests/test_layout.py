@@ -12,7 +12,15 @@ import pytest
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = {"dpr_rag.search", "dpr_rag.index", "dpr_rag.train", "dpr_rag.answer", "dpr_rag.train_rag", "dpr_rag.cli_common"}
+COMMANDS = {
+    "dpr_rag.search",
+    "dpr_rag.index",
+    "dpr_rag.train",
+    "dpr_rag.answer",
+    "dpr_rag.train_rag",
+    "dpr_rag.train_reranker",
+    "dpr_rag.cli_common",
+}
 CLI_MODULES = COMMANDS | {"eval.run", "eval.compare"}
 
 

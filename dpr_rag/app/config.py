@@ -5,6 +5,9 @@ DPR_RAG_APP_MODEL        dense encoder (HF id/folder or a dual encoder saved by 
 DPR_RAG_APP_GENERATOR    RAG generator (HF id/folder, or a LoRA adapter folder); default: the shipped reader
                          (Gemma 3 270M + trained LoRA, dpr_rag/rag/reader)
 DPR_RAG_APP_BASE_GENERATOR  1: the bare Gemma 3 270M instead of the shipped reader
+DPR_RAG_APP_RERANKER     reranker of the "+ rerank" retrievers (Search and QA tabs): a cross-encoder folder or hub id
+                         (python -m dpr_rag.train_reranker), or "upr" (zero-shot, the generator's question likelihood);
+                         default: none (the tabs then offer no reranking)
 DPR_RAG_APP_QA           questions used for the examples and as the "default" set of Train and Evaluate;
                          default: the embedded FanOutQA sub-questions
 DPR_RAG_APP_DATA         the app's data folder (uploads, trained models, reports); default $DPR_RAG_CACHE/app
@@ -78,6 +81,7 @@ class AppConfig:
     server_port: int = 7860
     shots: int = 0
     base_generator: bool = False
+    reranker: str | None = None
 
     def __post_init__(self) -> None:
         check_float("max_upload_mb", self.max_upload_mb, gt=0)
@@ -132,6 +136,7 @@ class AppConfig:
             server_port=port,
             shots=shots,
             base_generator=_flag("DPR_RAG_APP_BASE_GENERATOR"),
+            reranker=_path("DPR_RAG_APP_RERANKER", False),
         )
 
     @property

@@ -11,6 +11,7 @@ import gradio as gr
 
 from ..errors import ConfigError
 from ..rag.demonstrations import MAX_SHOTS
+from ..retrieval.searcher import RERANKED
 from .common import Shared, index_note, model_dropdown, session, user_errors
 from .examples import example_questions
 from .render import highlight
@@ -29,7 +30,20 @@ def mode_label(mode: str) -> str:
     return next(label for label, m in MODES.items() if m == mode)
 
 
-RETRIEVERS = {"Dense": "dense", "BM25": "bm25", "Hybrid (BM25 + dense)": "hybrid"}
+RETRIEVERS = {
+    "Dense": "dense",
+    "BM25": "bm25",
+    "Hybrid (BM25 + dense)": "hybrid",
+    "Dense + rerank": "dense+rerank",
+    "Hybrid + rerank": "hybrid+rerank",
+}
+
+
+def retriever_choices(state: AppState) -> list[str]:
+    """The retrievers this app offers: the reranked ones only when it has a reranker (DPR_RAG_APP_RERANKER)."""
+    return [label for label, name in RETRIEVERS.items() if state.config.reranker or not name.endswith(RERANKED)]
+
+
 MAX_RAG_K = 10
 
 
@@ -96,8 +110,8 @@ def run_answer(
         raise ConfigError("type a question first")
     if mode_label not in MODES:
         raise ConfigError(f"unknown mode {mode_label!r}; choose one of {', '.join(MODES)}")
-    if retriever_label not in RETRIEVERS:
-        raise ConfigError(f"unknown retriever {retriever_label!r}; choose one of {', '.join(RETRIEVERS)}")
+    if retriever_label not in retriever_choices(state):
+        raise ConfigError(f"unknown retriever {retriever_label!r}; choose one of {', '.join(retriever_choices(state))}")
     mode = MODES[mode_label]
     k = int(k or 5)
     if not 1 <= k <= MAX_RAG_K:
@@ -130,7 +144,7 @@ def build(shared: Shared) -> None:
         question = gr.Textbox(label="Question", placeholder="who painted the mona lisa", scale=3, elem_id="qa-question")
         mode = gr.Radio(list(MODES), value=mode_label(state.default_mode), label="Mode", scale=2, elem_id="qa-mode")
     with gr.Row():
-        retriever = gr.Radio(list(RETRIEVERS), value="Dense", label="Retriever", scale=2, elem_id="qa-retriever")
+        retriever = gr.Radio(retriever_choices(state), value="Dense", label="Retriever", scale=2, elem_id="qa-retriever")
         model = model_dropdown(state, "Dense model", "qa-model")
         k = gr.Slider(1, MAX_RAG_K, value=5, step=1, label="k (passages to marginalise over)", scale=2)
         shots = gr.Slider(

@@ -160,6 +160,7 @@ class AppState:
             show_progress=False,
             precision=self.config.precision,
             progress=self.index_progress(job, what),
+            reranker=self.config.reranker,
         )
         job.progress("building the BM25 index")
         searcher.retriever("bm25")

@@ -32,7 +32,8 @@ from ..data.passages import Passage, load_corpus
 from ..errors import ConfigError
 from ..retrieval.base import MAX_K, MAX_QUERY_CHARS, Retriever, SearchHit
 from ..retrieval.dense import DenseRetriever
-from ..retrieval.searcher import Searcher, dense_index
+from ..retrieval.rerank import DEFAULT_CANDIDATES
+from ..retrieval.searcher import Searcher, dense_index, reranked
 from .default_generator import shipped_reader
 from .demonstrations import few_shot_template
 from .fallback import is_grounded, with_fallback
@@ -129,6 +130,8 @@ class RagPipeline:
         base_generator: bool = False,
         retriever: str = "dense",
         fallback: bool | None = None,
+        reranker: str | None = None,
+        rerank_candidates: int = DEFAULT_CANDIDATES,
     ) -> RagPipeline:
         """A RAG pipeline over a corpus (default: the embedded one), or over the dense retriever of a `searcher` that
         is already open (then `corpus`, `index` and `model` are its own). `rag` is a folder written by RAG training:
@@ -137,7 +140,8 @@ class RagPipeline:
         `shots`: demonstrations put before each question (`demonstrations.py`; 0 = zero-shot).
         With neither `generator` nor `rag`, the shipped reader answers (`default_generator.shipped_reader`: Gemma 3
         270M with trained LoRA adapters); `base_generator=True` gives the bare base model instead. `retriever`: dense,
-        bm25 or hybrid gives the passages and p(z|x) (a softmax of its scores at a temperature suited to them).
+        bm25 or hybrid gives the passages and p(z|x) (a softmax of its scores at a temperature suited to them); with
+        `reranker` (a cross-encoder folder), its top `rerank_candidates` are reranked ("dense+rerank" and so on).
         `fallback`: the closed-book fallback (`fallback.py`); None = as the RAG folder's rag_config.json says (off)."""
         check_int("k", k, 1, MAX_K)
         if base_generator and (generator is not None or rag is not None):
@@ -158,9 +162,19 @@ class RagPipeline:
             rag_config = load_rag_config(folder)
             temperature = rag_config.get("temperature")
         if searcher is None:
-            searcher = Searcher.open(corpus, model=model, index=index, index_kind=index_kind, use_cache=use_cache)
-        elif corpus is not None or index is not None or model is not None:
-            raise ConfigError("give either an open searcher or a corpus / index / model, not both")
+            searcher = Searcher.open(
+                corpus,
+                model=model,
+                index=index,
+                index_kind=index_kind,
+                use_cache=use_cache,
+                reranker=reranker,
+                rerank_candidates=rerank_candidates,
+            )
+        elif corpus is not None or index is not None or model is not None or reranker is not None:
+            raise ConfigError("give either an open searcher or a corpus / index / model / reranker, not both")
+        if reranker is not None:
+            retriever = reranked(retriever)
         generator_model = Generator.from_pretrained(generator)
         if retriever != "dense":
             temperature = None  # the trained temperature belongs to the dense scores

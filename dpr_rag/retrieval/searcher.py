@@ -28,19 +28,26 @@ from ..storage import atomic_dir
 from .base import Retriever, SearchHit
 from .bm25 import BM25Retriever
 from .dense import DenseRetriever, encode_corpus
-from .encoder import DualEncoder, check_precision
+from .encoder import DualEncoder, check_precision, cpu_has_fast_bf16
 from .faiss_index import SEARCH_PARAMS, DenseIndex, params_key
 from .hybrid import DEFAULT_WEIGHT, HybridRetriever
+from .rerank import DEFAULT_CANDIDATES, RerankedRetriever, Reranker, load_reranker
 
 RETRIEVERS = ("bm25", "dense", "hybrid")
+RERANKED = "+rerank"  # "dense+rerank": the dense top candidates reordered by the searcher's cross-encoder
 MANIFEST = "manifest.json"
+
+
+def reranked(name: str) -> str:
+    return name if name.endswith(RERANKED) else name + RERANKED
 
 
 def check_retriever_names(names: list[str] | str) -> list[str]:
     names = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
     for n in names:
-        if n not in RETRIEVERS:
-            raise ConfigError(f"unknown retriever {n!r}; choose from {', '.join(RETRIEVERS)}")
+        if n.removesuffix(RERANKED) not in RETRIEVERS:
+            choices = ", ".join(RETRIEVERS)
+            raise ConfigError(f"unknown retriever {n!r}; choose from {choices} (each optionally with {RERANKED})")
     if not names:
         raise ConfigError("no retriever named")
     return names
@@ -143,8 +150,11 @@ class Searcher:
     show_progress: bool = True  # a tqdm bar while the corpus is encoded
     progress: Callable[[int, int], None] | None = None  # called (done, total) while the corpus is encoded
     index_folder: Path | None = None
+    reranker: str | None = None  # a cross-encoder folder or hub id: what the "<name>+rerank" retrievers rerank with
+    rerank_candidates: int = DEFAULT_CANDIDATES  # first-stage hits the cross-encoder rescores
     _retrievers: dict[str, Retriever] = field(default_factory=dict, repr=False)
     _encoder: DualEncoder | None = field(default=None, repr=False)
+    _rerank_model: Reranker | None = field(default=None, repr=False)
 
     @classmethod
     def open(
@@ -166,6 +176,17 @@ class Searcher:
             self._encoder = DualEncoder.from_pretrained(self.model)
         return self._encoder
 
+    @property
+    def rerank_model(self) -> Reranker:
+        """The model of the "+rerank" retrievers (`rerank.load_reranker(self.reranker)`), loaded on first use."""
+        if self.reranker is None:
+            raise ConfigError(
+                f"a {RERANKED} retriever needs a reranker: --rerank FOLDER (python -m dpr_rag.train_reranker) or --rerank upr"
+            )
+        if self._rerank_model is None:
+            self._rerank_model = load_reranker(self.reranker, bf16=cpu_has_fast_bf16())
+        return self._rerank_model
+
     def retriever(self, name: str) -> Retriever:
         (name,) = check_retriever_names([name])
         if name not in self._retrievers:
@@ -173,6 +194,8 @@ class Searcher:
         return self._retrievers[name]
 
     def _build(self, name: str) -> Retriever:
+        if name.endswith(RERANKED):
+            return RerankedRetriever(self.retriever(name.removesuffix(RERANKED)), self.rerank_model, self.rerank_candidates)
         if name == "bm25":
             if self.index_folder is not None:
                 return BM25Retriever.load(self.index_folder / "bm25")

@@ -1,0 +1,308 @@
+"""Train a cross-encoder reranker on the first stage's own candidates (`reranker_data.py`) with the listwise loss of
+`rerank_loss.py`: per step, `batch_size` questions, each a group of one positive and `group_size − 1` hard negatives.
+
+The model starts from the default MiniLM weights (or `model`) with a fresh one-logit head, and is trained whole or,
+with `lora_rank > 0`, through LoRA adapters plus the head (a folder of a few MB). AdamW, linear warm-up and decay,
+gradient clipping, optional bf16 autocast. Batches are a pure function of (seed, epoch, step), so `resume` continues
+exactly. Dev metric: top-`dev_k` accuracy after reranking each dev question's candidates, against the first stage's
+(logged once as `first_stage_top<k>`).
+
+Output folder (every part replaced atomically):
+    best/                 the reranker with the best dev top-k (load it with --rerank OUT/best)
+    last/                 the latest: model/ + optimizer.pt, scheduler.pt, rng.pt, trainer_state.json
+    data/                 train.json, dev.json: the examples (DPR JSON), as trained on; first_stage.json
+    train_log.jsonl       loss, in-group accuracy and lr per step; dev top-k per evaluation
+    loss.png              loss and dev curves
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from ..config_checks import MAX_SEED, check_bool, check_choice, check_float, check_int, check_text
+from ..data.passages import Passage
+from ..data.qa import QAExample, load_dpr_json
+from ..errors import ConfigError
+from ..plots import plot_training_log
+from ..retrieval.rerank import MAX_CANDIDATES, CrossEncoderReranker
+from ..storage import atomic_dir, atomic_file, recover
+from .checkpoints import load_tensors
+from .distant_supervision import save_dpr_json, split_train_dev
+from .rerank_loss import group_softmax_loss
+from .reranker_data import reranker_examples
+
+FIRST_STAGES = ("dense", "bm25", "hybrid")
+STATE = "trainer_state.json"
+MUST_MATCH_ON_RESUME = ("batch_size", "group_size", "epochs", "seed", "lora_rank", "model", "freeze_embeddings")
+
+
+@dataclass
+class RerankerTrainConfig:
+    out: str
+    qa: tuple[str, ...] = ()  # QA files; none: the embedded FanOutQA questions
+    fanoutqa: bool = False  # add the embedded FanOutQA questions to the files
+    exclude: tuple[str, ...] = ()  # QA files whose questions are never trained on
+    corpus: str | None = None  # None: the default corpus
+    retriever_model: str | None = None  # the first stage's dense encoder (None: the default)
+    first_stage: str = "dense"
+    model: str | None = None  # starting cross-encoder or encoder (None: the default MiniLM + a fresh head)
+    candidates: int = 30  # first-stage hits per question: where positives and negatives come from
+    group_size: int = 8  # passages per question in a step: 1 positive + group_size - 1 negatives
+    epochs: int = 2
+    batch_size: int = 8  # questions per step
+    lr: float = 1e-4
+    head_lr: float = 1e-3  # the fresh one-logit head learns faster than the pretrained body it sits on
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    lora_rank: int = 0  # 0: train the whole model
+    freeze_embeddings: bool = True  # keep the word embeddings as the base has them (half of MiniLM): a shipped reranker
+    # then stores only the rest (`CrossEncoderReranker.save_pretrained(compact=True)`)
+    max_length: int = 256  # tokens of question + passage
+    bf16: bool = False
+    dev_fraction: float = 0.1
+    dev_max: int = 100
+    dev_k: int = 5
+    dev_every: int = 0  # steps between dev evaluations (0: at each epoch's end)
+    max_examples: int | None = None
+    seed: int = 0
+    resume: bool = False
+    show_progress: bool = True
+
+    def __post_init__(self) -> None:
+        """Reject a setting training cannot use (ConfigError naming the field and the value) before any work."""
+        check_text("out", self.out)
+        self.qa, self.exclude = tuple(self.qa), tuple(self.exclude)
+        check_choice("first_stage", self.first_stage, FIRST_STAGES)
+        check_int("candidates", self.candidates, 2, MAX_CANDIDATES)
+        check_int("group_size", self.group_size, 2, 256)
+        check_int("epochs", self.epochs, 1, 1000)
+        check_int("batch_size", self.batch_size, 1, 4096)
+        check_float("lr", self.lr, gt=0, le=1)
+        check_float("head_lr", self.head_lr, gt=0, le=1)
+        check_float("warmup_ratio", self.warmup_ratio, ge=0, lt=1)
+        check_float("max_grad_norm", self.max_grad_norm, gt=0)
+        check_int("lora_rank", self.lora_rank, 0, 1024)
+        check_int("max_length", self.max_length, 16, 8192)
+        check_float("dev_fraction", self.dev_fraction, ge=0, lt=1)
+        check_int("dev_max", self.dev_max, 0)
+        check_int("dev_k", self.dev_k, 1, MAX_CANDIDATES)
+        check_int("dev_every", self.dev_every, 0)
+        check_int("max_examples", self.max_examples, 1, optional=True)
+        check_int("seed", self.seed, 0, MAX_SEED)
+        for name in ("fanoutqa", "freeze_embeddings", "bf16", "resume", "show_progress"):
+            check_bool(name, getattr(self, name))
+
+
+@dataclass
+class RerankerTrainResult:
+    out: Path
+    steps: int
+    best_dev: float | None
+    first_stage_dev: float | None
+    history: list[dict] = field(default_factory=list)
+    cancelled: bool = False
+
+
+def build_data(cfg: RerankerTrainConfig, qa: Sequence[QAExample]) -> tuple[list[QAExample], list[QAExample], float | None]:
+    """(train, dev, the first stage's dev top-k) by distant supervision over the first stage's top candidates."""
+    from ..retrieval.searcher import Searcher
+
+    searcher = Searcher.open(cfg.corpus, model=cfg.retriever_model, show_progress=cfg.show_progress)
+    examples, stats = reranker_examples(qa, searcher.retriever(cfg.first_stage), cfg.candidates, show_progress=cfg.show_progress)
+    print(f"distant supervision over the {cfg.first_stage} top {cfg.candidates}: {stats.summary()}", flush=True)
+    train, dev = split_train_dev(examples, cfg.dev_fraction, seed=cfg.seed)
+    dev = dev[: cfg.dev_max]
+    train = train[: cfg.max_examples]
+    first = [min(stats.ranks[(e.question, p.id)] for p in e.positive_ctxs) <= cfg.dev_k for e in dev]
+    scores = {key: -float(rank) for key, rank in stats.ranks.items()}  # "score" in the JSON: higher = ranked first
+    data = Path(cfg.out) / "data"
+    save_dpr_json(train, data / "train.json", scores)
+    save_dpr_json(dev, data / "dev.json", scores)
+    first_stage = 100.0 * sum(first) / len(first) if first else None
+    with atomic_file(data / "first_stage.json") as f:
+        json.dump({f"dev_top{cfg.dev_k}": first_stage, "n_dev": len(dev), "n_train": len(train)}, f)
+    return train, dev, first_stage
+
+
+def load_data(cfg: RerankerTrainConfig) -> tuple[list[QAExample], list[QAExample], float | None]:
+    """The examples a run was started with (a resume trains on exactly them); a missing part is an error, not a
+    silent run without a dev set."""
+    data = Path(cfg.out) / "data"
+    for name in ("train.json", "dev.json", "first_stage.json"):
+        if not (data / name).is_file():
+            raise ConfigError(f"cannot resume: {data / name} is missing (start a new run without --resume)")
+    meta = json.loads((data / "first_stage.json").read_text())
+    return load_dpr_json(data / "train.json"), load_dpr_json(data / "dev.json"), meta.get(f"dev_top{cfg.dev_k}")
+
+
+def group(example: QAExample, epoch: int, step_seed: int, size: int, pool: Sequence[Passage]) -> list[Passage]:
+    """The positive of this epoch (cycling through the example's positives), then `size − 1` of its negatives drawn
+    without replacement; random pool passages fill in when it has too few."""
+    rng = random.Random(step_seed)
+    positive = example.positive_ctxs[epoch % len(example.positive_ctxs)]
+    negatives = list(example.hard_negative_ctxs)
+    chosen = rng.sample(negatives, min(size - 1, len(negatives)))
+    while len(chosen) < size - 1:
+        chosen.append(pool[rng.randrange(len(pool))])
+    return [positive, *chosen]
+
+
+@torch.no_grad()
+def dev_top_k(reranker: CrossEncoderReranker, dev: Sequence[QAExample], k: int) -> float:
+    """% of dev questions with a positive among the top k after reranking all of their candidates."""
+    hits = 0
+    for e in dev:
+        candidates = [*e.positive_ctxs, *e.hard_negative_ctxs]
+        order = reranker.score(e.question, candidates).argsort()[::-1][:k]
+        hits += bool((order < len(e.positive_ctxs)).any())
+    return 100.0 * hits / max(len(dev), 1)
+
+
+def _prepare_model(cfg: RerankerTrainConfig) -> CrossEncoderReranker:
+    if cfg.resume:
+        recover(Path(cfg.out) / "last")
+        start = Path(cfg.out) / "last" / "model"
+        if cfg.lora_rank:
+            from peft import PeftModel
+
+            reranker = CrossEncoderReranker.from_pretrained(cfg.model, max_length=cfg.max_length, bf16=cfg.bf16)
+            reranker.model = PeftModel.from_pretrained(reranker.model, str(start), is_trainable=True)  # type: ignore[assignment]
+            return reranker
+        return CrossEncoderReranker.from_pretrained(start, max_length=cfg.max_length, bf16=cfg.bf16)
+    reranker = CrossEncoderReranker.from_pretrained(cfg.model, max_length=cfg.max_length, bf16=cfg.bf16)
+    if cfg.lora_rank:
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        lora = LoraConfig(task_type=TaskType.SEQ_CLS, r=cfg.lora_rank, lora_alpha=2 * cfg.lora_rank, target_modules="all-linear")
+        reranker.model = get_peft_model(reranker.model, lora)  # type: ignore[assignment]
+    return reranker
+
+
+def _load_state(cfg: RerankerTrainConfig) -> dict:
+    path = Path(cfg.out) / "last" / STATE
+    if not path.is_file():
+        raise ConfigError(f"cannot resume: {path} not found (train without --resume first)")
+    state = json.loads(path.read_text())
+    for name in MUST_MATCH_ON_RESUME:
+        if getattr(cfg, name) != state["config"][name]:
+            raise ConfigError(f"cannot resume with a different {name} ({getattr(cfg, name)!r} vs {state['config'][name]!r})")
+    return state
+
+
+def _save(out: Path, reranker: CrossEncoderReranker, optimizer, scheduler, state: dict, best: bool) -> None:
+    if best:
+        with atomic_dir(out / "best") as tmp:
+            reranker.save_pretrained(tmp)
+    with atomic_dir(out / "last") as tmp:
+        reranker.save_pretrained(tmp / "model")
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        torch.save({"cpu": torch.get_rng_state()}, tmp / "rng.pt")
+        (tmp / STATE).write_text(json.dumps(state, indent=2))
+
+
+def _append(log: Path, history: list[dict], record: dict, callback: Callable[[dict], None] | None) -> None:
+    history.append(record)
+    with open(log, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+    if callback:
+        callback(record)
+
+
+def train_reranker(
+    cfg: RerankerTrainConfig,
+    qa: Sequence[QAExample] = (),
+    callback: Callable[[dict], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> RerankerTrainResult:
+    """Train as configured on `qa` (ignored on resume: the run's saved data is used); `callback` gets every log
+    record, `cancel` stops after the current step with a checkpoint."""
+    out, key = Path(cfg.out), f"dev_top{cfg.dev_k}"
+    state: dict[str, Any] = _load_state(cfg) if cfg.resume else {"step": 0, "best": None}
+    train, dev, first_stage = load_data(cfg) if cfg.resume else build_data(cfg, qa)
+    per_epoch = len(train) // cfg.batch_size
+    if per_epoch == 0:
+        raise ConfigError(f"batch size {cfg.batch_size} is larger than the {len(train)} training questions")
+    torch.manual_seed(cfg.seed)
+    reranker = _prepare_model(cfg)
+    if cfg.freeze_embeddings and not cfg.lora_rank:
+        reranker.model.get_input_embeddings().requires_grad_(False)
+    named = [(n, p) for n, p in reranker.model.named_parameters() if p.requires_grad]
+    head = [p for n, p in named if "classifier" in n]
+    params = [p for _, p in named]
+    body = [p for n, p in named if "classifier" not in n]
+    optimizer = torch.optim.AdamW([{"params": body, "lr": cfg.lr}, {"params": head, "lr": cfg.head_lr}])
+    total = per_epoch * cfg.epochs
+    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * total), total)
+    log = out / "train_log.jsonl"
+    history: list[dict] = []
+    if cfg.resume:
+        optimizer.load_state_dict(load_tensors(out / "last" / "optimizer.pt"))
+        scheduler.load_state_dict(load_tensors(out / "last" / "scheduler.pt"))
+        torch.set_rng_state(load_tensors(out / "last" / "rng.pt")["cpu"])
+        lines = log.read_text().splitlines() if log.exists() else []
+        history = [r for r in map(json.loads, filter(None, lines)) if r["step"] <= state["step"]]
+    with atomic_file(log) as f:
+        f.writelines(json.dumps(r) + "\n" for r in history)
+    step, best = int(state["step"]), state["best"]
+    pool = [p for e in train for p in e.hard_negative_ctxs]
+
+    def checkpoint(evaluate: bool) -> None:
+        nonlocal best
+        improved = False
+        if evaluate and dev:
+            score = dev_top_k(reranker, dev, cfg.dev_k)
+            _append(log, history, {"step": step, "epoch": step / per_epoch, key: round(score, 3)}, callback)
+            improved = best is None or score > best
+            best = score if improved else best
+        _save(out, reranker, optimizer, scheduler, {"step": step, "best": best, "config": asdict(cfg)}, improved or not dev)
+        plot_training_log(log, out / "loss.png", title="Reranker training")
+
+    if step == 0:
+        _append(log, history, {"step": 0, f"first_stage_top{cfg.dev_k}": first_stage}, callback)
+        checkpoint(True)
+    bar = tqdm(total=total, initial=step, desc="reranker training", unit="step", disable=not cfg.show_progress)
+    cancelled = False
+    reranker.model.train()
+    while step < total and not cancelled:
+        epoch, within = divmod(step, per_epoch)
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch)).tolist()
+        rows = [train[i] for i in order[within * cfg.batch_size : (within + 1) * cfg.batch_size]]
+        seeds = [cfg.seed * 1_000_003 + step * 4096 + j for j in range(len(rows))]
+        groups = [group(e, epoch, s, cfg.group_size, pool) for e, s in zip(rows, seeds, strict=True)]
+        batch = reranker.tokenize([e.question for e in rows for _ in range(cfg.group_size)], [p for g in groups for p in g])
+        result = group_softmax_loss(reranker.logits(batch), cfg.group_size)
+        result.loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        record = {
+            "step": step,
+            "epoch": step / per_epoch,
+            "loss": round(float(result.loss.detach()), 6),
+            "group_accuracy": result.correct / len(rows),
+            "lr": scheduler.get_last_lr()[0],
+        }
+        _append(log, history, record, callback)
+        bar.update(1)
+        bar.set_postfix(loss=f"{record['loss']:.3f}")
+        cancelled = cancel is not None and cancel.is_set()
+        if step % per_epoch == 0 or step == total or cancelled or (cfg.dev_every and step % cfg.dev_every == 0):
+            checkpoint(evaluate=not cancelled)
+            reranker.model.train()
+    bar.close()
+    reranker.model.eval()
+    return RerankerTrainResult(out, step, best, first_stage, history, cancelled)
