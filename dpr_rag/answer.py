@@ -9,10 +9,9 @@ import json
 import textwrap
 import time
 
-from .cli_common import add_corpus_args, run_cli
+from .cli_common import add_corpus_args, add_rerank_args, run_cli
 from .errors import ConfigError
 from .rag.pipeline import MODES, RagPipeline
-from .retrieval.rerank import DEFAULT_CANDIDATES
 from .retrieval.searcher import RETRIEVERS
 
 
@@ -55,15 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         help="answer closed-book where the RAG answer is in none of its passages (default: as the reader's rag_config.json says)",
     )
     parser.add_argument("--retriever", choices=RETRIEVERS, default="dense", help="what RAG retrieves with (default dense)")
-    parser.add_argument(
-        "--rerank", help="a cross-encoder folder (python -m dpr_rag.train_reranker): rerank the retriever's top hits"
-    )
-    parser.add_argument(
-        "--rerank-candidates",
-        type=int,
-        default=DEFAULT_CANDIDATES,
-        help=f"first-stage hits the cross-encoder rescores (default {DEFAULT_CANDIDATES})",
-    )
+    add_rerank_args(parser, "rerank the retriever's top hits")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     modes = ["token", "sequence", "standard", "closed-book"] if args.mode == "all" else [m.strip() for m in args.mode.split(",")]

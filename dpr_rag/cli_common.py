@@ -39,6 +39,20 @@ def add_corpus_args(parser: argparse.ArgumentParser) -> None:
     tuning.add_argument("--nprobe", type=int, help="ivfpq: lists searched per query (default 16; more = higher recall)")
 
 
+def add_rerank_args(parser: argparse.ArgumentParser, what: str = "rerank each retriever's top hits") -> None:
+    from .retrieval.rerank import DEFAULT_CANDIDATES
+
+    parser.add_argument(
+        "--rerank", help=f"a cross-encoder folder or hub id (python -m dpr_rag.train_reranker), or upr (zero-shot): {what}"
+    )
+    parser.add_argument(
+        "--rerank-candidates",
+        type=int,
+        default=DEFAULT_CANDIDATES,
+        help=f"first-stage hits the reranker rescores (default {DEFAULT_CANDIDATES})",
+    )
+
+
 def index_params(args: argparse.Namespace) -> dict:
     """The FAISS parameters given on the command line (the rest keep their defaults)."""
     return {k: getattr(args, k) for k in ("hnsw_m", "ef_search", "nlist", "pq_m", "nprobe") if getattr(args, k, None) is not None}

@@ -8,11 +8,11 @@ import json
 import textwrap
 import time
 
-from .cli_common import add_corpus_args, index_params, run_cli
+from .cli_common import add_corpus_args, add_rerank_args, index_params, run_cli
 from .config_checks import check_int
 from .errors import ConfigError
 from .retrieval.hybrid import DEFAULT_WEIGHT
-from .retrieval.rerank import DEFAULT_CANDIDATES, MAX_CANDIDATES, RerankedRetriever
+from .retrieval.rerank import MAX_CANDIDATES, RerankedRetriever
 from .retrieval.searcher import RETRIEVERS, Searcher, check_retriever_names, reranked
 
 
@@ -27,15 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         "--fusion", choices=("linear", "rrf"), default="linear", help="hybrid fusion (default: DPR's BM25 + λ·sim)"
     )
     parser.add_argument("--weight", type=float, default=DEFAULT_WEIGHT, help=f"λ of the linear hybrid (default {DEFAULT_WEIGHT})")
-    parser.add_argument(
-        "--rerank", help="a cross-encoder folder or hub id (python -m dpr_rag.train_reranker): rerank each retriever's top hits"
-    )
-    parser.add_argument(
-        "--rerank-candidates",
-        type=int,
-        default=DEFAULT_CANDIDATES,
-        help=f"first-stage hits the cross-encoder rescores (default {DEFAULT_CANDIDATES})",
-    )
+    add_rerank_args(parser)
     parser.add_argument("--json", action="store_true", help="print JSON lines instead of text")
     args = parser.parse_args(argv)
 

@@ -17,10 +17,9 @@ import argparse
 import shlex
 import sys
 
-from dpr_rag.cli_common import add_corpus_args, index_params, run_cli
+from dpr_rag.cli_common import add_corpus_args, add_rerank_args, index_params, run_cli
 from dpr_rag.matching import MATCH_MODES
 from dpr_rag.retrieval.hybrid import DEFAULT_WEIGHT, FUSIONS
-from dpr_rag.retrieval.rerank import DEFAULT_CANDIDATES
 from dpr_rag.retrieval.searcher import RERANKED, RETRIEVERS
 
 from .bootstrap import DEFAULT_SAMPLES
@@ -64,15 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="dense",
         help="what RAG retrieves with (default dense; '+rerank' needs --rerank)",
     )
-    parser.add_argument(
-        "--rerank", help="a cross-encoder folder (python -m dpr_rag.train_reranker): adds a '<retriever>+rerank' row each"
-    )
-    parser.add_argument(
-        "--rerank-candidates",
-        type=int,
-        default=DEFAULT_CANDIDATES,
-        help=f"first-stage hits the cross-encoder rescores (default {DEFAULT_CANDIDATES})",
-    )
+    add_rerank_args(parser, "adds a '<retriever>+rerank' row each")
     parser.add_argument("--rag-k", type=int, default=5, help="passages RAG marginalises over (default 5)")
     parser.add_argument("--shots", type=int, default=0, help="few-shot demonstrations before each question (default 0)")
     parser.add_argument("--limit", type=int, help="evaluate only the first N questions")

@@ -20,7 +20,6 @@ needs (`checkpoints.py`). `rag_log.jsonl` logs loss and dev EM; `loss.png` plots
 from __future__ import annotations
 
 import copy
-import json
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -36,7 +35,7 @@ from ..data.qa import QAExample
 from ..errors import ConfigError
 from ..matching import exact_match
 from ..plots import plot_training_log
-from ..storage import atomic_file
+from ..training.train_log import append_record, start_log
 from .checkpoints import load_last_state, restore_optimizer_and_rng, save_best, save_last
 from .lora import add_lora
 from .pipeline import RagPipeline
@@ -233,11 +232,7 @@ def train_rag(
     log_path = out / "rag_log.jsonl"
     if cfg.resume:
         restore_optimizer_and_rng(out, optimizer)
-        history = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()] if log_path.exists() else []
-        history = [r for r in history if r["step"] <= state["step"]]  # a log written past the checkpoint is cut back
-    else:
-        history = []
-    _write_log(log_path, history)
+    history = start_log(log_path, int(state["step"]) if cfg.resume else None)
     per_epoch = len(rows) // (cfg.batch_size * cfg.grad_accum)
     if per_epoch == 0:
         raise ConfigError(f"batch size × grad_accum = {cfg.batch_size * cfg.grad_accum} is more than the {len(rows)} rows")
@@ -258,7 +253,7 @@ def train_rag(
             with autocast():
                 em = dev_exact_match(pipeline, dev, cfg.dev_mode)
             record = {"step": step, "epoch": step / per_epoch, "dev_em": round(em, 3)}
-            _append(log_path, history, record, callback)
+            append_record(log_path, history, record, callback)
             if best is None or em > best:
                 best = em
                 save_best(out, pipeline, cfg.mode, cfg.trains_retriever)
@@ -287,7 +282,7 @@ def train_rag(
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        _append(log_path, history, {"step": step, "epoch": step / per_epoch, "loss": round(sum(losses), 6)}, callback)
+        append_record(log_path, history, {"step": step, "epoch": step / per_epoch, "loss": round(sum(losses), 6)}, callback)
         bar.update(1)
         bar.set_postfix(loss=f"{sum(losses):.3f}")
         cancelled = cancel is not None and cancel.is_set()
@@ -300,16 +295,3 @@ def train_rag(
     pipeline.generator.model.eval()
     pipeline.dense.encoder.eval()
     return RagTrainResult(out, step, history, cancelled, best)
-
-
-def _append(log_path: Path, history: list[dict], record: dict, callback: Callable[[dict], None] | None) -> None:
-    history.append(record)
-    with open(log_path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
-    if callback:
-        callback(record)
-
-
-def _write_log(log_path: Path, history: list[dict]) -> None:
-    with atomic_file(log_path) as f:
-        f.writelines(json.dumps(r) + "\n" for r in history)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from pickle import UnpicklingError  # only the exception type: nothing here unpickles
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 
@@ -31,8 +31,13 @@ CHECKPOINT_STATE = "trainer_state.json"
 MUST_MATCH_ON_RESUME = ("batch_size", "hard_negatives", "epochs", "seed")  # they fix the batches and the schedule
 
 
-def save_checkpoint(out: Path, encoder: DualEncoder, optimizer: torch.optim.Optimizer, scheduler, state: dict) -> None:
-    """Replace OUT/last with the current encoder, optimizer, schedule, RNG state and `state` (JSON)."""
+class SavesPretrained(Protocol):
+    def save_pretrained(self, folder: Path) -> None: ...
+
+
+def save_checkpoint(out: Path, encoder: SavesPretrained, optimizer: torch.optim.Optimizer, scheduler, state: dict) -> None:
+    """Replace OUT/last with the current model (a dual encoder, a reranker: anything with `save_pretrained`), the
+    optimizer, schedule, RNG state and `state` (JSON)."""
     with atomic_dir(out / "last") as tmp:
         encoder.save_pretrained(tmp / "model")
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")

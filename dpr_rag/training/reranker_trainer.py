@@ -37,13 +37,13 @@ from ..errors import ConfigError
 from ..plots import plot_training_log
 from ..retrieval.rerank import MAX_CANDIDATES, CrossEncoderReranker
 from ..storage import atomic_dir, atomic_file, recover
-from .checkpoints import load_tensors
+from .checkpoints import CHECKPOINT_STATE, restore_training_state, save_checkpoint
 from .distant_supervision import save_dpr_json, split_train_dev
 from .rerank_loss import group_softmax_loss
 from .reranker_data import reranker_examples
+from .train_log import append_record, start_log
 
 FIRST_STAGES = ("dense", "bm25", "hybrid")
-STATE = "trainer_state.json"
 MUST_MATCH_ON_RESUME = ("batch_size", "group_size", "epochs", "seed", "lora_rank", "model", "freeze_embeddings")
 
 
@@ -190,7 +190,7 @@ def _prepare_model(cfg: RerankerTrainConfig) -> CrossEncoderReranker:
 
 
 def _load_state(cfg: RerankerTrainConfig) -> dict:
-    path = Path(cfg.out) / "last" / STATE
+    path = Path(cfg.out) / "last" / CHECKPOINT_STATE
     if not path.is_file():
         raise ConfigError(f"cannot resume: {path} not found (train without --resume first)")
     state = json.loads(path.read_text())
@@ -204,20 +204,7 @@ def _save(out: Path, reranker: CrossEncoderReranker, optimizer, scheduler, state
     if best:
         with atomic_dir(out / "best") as tmp:
             reranker.save_pretrained(tmp)
-    with atomic_dir(out / "last") as tmp:
-        reranker.save_pretrained(tmp / "model")
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        torch.save({"cpu": torch.get_rng_state()}, tmp / "rng.pt")
-        (tmp / STATE).write_text(json.dumps(state, indent=2))
-
-
-def _append(log: Path, history: list[dict], record: dict, callback: Callable[[dict], None] | None) -> None:
-    history.append(record)
-    with open(log, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
-    if callback:
-        callback(record)
+    save_checkpoint(out, reranker, optimizer, scheduler, state)  # last/: model/, optimizer, schedule, RNG, state
 
 
 def train_reranker(
@@ -246,15 +233,9 @@ def train_reranker(
     total = per_epoch * cfg.epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * total), total)
     log = out / "train_log.jsonl"
-    history: list[dict] = []
     if cfg.resume:
-        optimizer.load_state_dict(load_tensors(out / "last" / "optimizer.pt"))
-        scheduler.load_state_dict(load_tensors(out / "last" / "scheduler.pt"))
-        torch.set_rng_state(load_tensors(out / "last" / "rng.pt")["cpu"])
-        lines = log.read_text().splitlines() if log.exists() else []
-        history = [r for r in map(json.loads, filter(None, lines)) if r["step"] <= state["step"]]
-    with atomic_file(log) as f:
-        f.writelines(json.dumps(r) + "\n" for r in history)
+        restore_training_state(out, optimizer, scheduler)
+    history = start_log(log, int(state["step"]) if cfg.resume else None)
     step, best = int(state["step"]), state["best"]
     pool = [p for e in train for p in e.hard_negative_ctxs]
 
@@ -263,14 +244,14 @@ def train_reranker(
         improved = False
         if evaluate and dev:
             score = dev_top_k(reranker, dev, cfg.dev_k)
-            _append(log, history, {"step": step, "epoch": step / per_epoch, key: round(score, 3)}, callback)
+            append_record(log, history, {"step": step, "epoch": step / per_epoch, key: round(score, 3)}, callback)
             improved = best is None or score > best
             best = score if improved else best
         _save(out, reranker, optimizer, scheduler, {"step": step, "best": best, "config": asdict(cfg)}, improved or not dev)
         plot_training_log(log, out / "loss.png", title="Reranker training")
 
     if step == 0:
-        _append(log, history, {"step": 0, f"first_stage_top{cfg.dev_k}": first_stage}, callback)
+        append_record(log, history, {"step": 0, f"first_stage_top{cfg.dev_k}": first_stage}, callback)
         checkpoint(True)
     bar = tqdm(total=total, initial=step, desc="reranker training", unit="step", disable=not cfg.show_progress)
     cancelled = False
@@ -296,7 +277,7 @@ def train_reranker(
             "group_accuracy": result.correct / len(rows),
             "lr": scheduler.get_last_lr()[0],
         }
-        _append(log, history, record, callback)
+        append_record(log, history, record, callback)
         bar.update(1)
         bar.set_postfix(loss=f"{record['loss']:.3f}")
         cancelled = cancel is not None and cancel.is_set()
