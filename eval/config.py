@@ -31,6 +31,7 @@ GENERATION_MODES = (
 class EvalConfig:
     qa: str | None = None  # QA file (.jsonl NQ-open, .json DPR, .csv/.tsv DPR); None = embedded fanoutqa sub-questions
     corpus: str | None = None  # passage file; None = embedded Wikipedia summaries
+    qrels: str | None = None  # relevance judgments (BEIR TSV or TREC qrels): IR measures instead of answer matching
     model: str | None = None  # dense encoder; None = embedded all-MiniLM-L6-v2 (untrained for this task)
     baseline: bool = True  # with a --model, also evaluate the untrained default encoder as "dense_untrained"
     retrievers: list[str] = field(default_factory=lambda: list(RETRIEVERS))
@@ -71,6 +72,10 @@ class EvalConfig:
                     f"(the CLI splits comma-separated values with eval.config.split_csv / parse_ks)"
                 )
         self.generate = parse_modes(self.generate)
+        if self.qrels is not None:
+            check_text("qrels", self.qrels)
+            if self.generate or self.qa is None:
+                raise ConfigError("--qrels judges passages, not answers: give --qa QUERIES and no --generate")
         self.with_base = parse_modes(self.with_base)
         names = [str(n).strip() for n in self.retrievers if str(n).strip()]
         # No retriever is allowed only when generating (answers alone); otherwise the library's check names the problem.
@@ -118,7 +123,7 @@ class EvalConfig:
     def to_command(self) -> str:
         """A command line that reruns this evaluation."""
         args = ["python", "-m", "eval.run"]
-        for flag, value in (("--qa", self.qa), ("--corpus", self.corpus), ("--model", self.model)):
+        for flag, value in (("--qa", self.qa), ("--qrels", self.qrels), ("--corpus", self.corpus), ("--model", self.model)):
             if value is not None:
                 args += [flag, str(value)]
         args += ["--retrievers", ",".join(self.retrievers), "--k", ",".join(map(str, self.k)), "--match", self.match]

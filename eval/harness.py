@@ -22,12 +22,14 @@ from dpr_rag.data.passages import corpus_fingerprint
 from dpr_rag.data.qa import QAExample, load_qa
 from dpr_rag.errors import ConfigError, DprRagError
 from dpr_rag.matching import CorpusAnswerIndex
+from dpr_rag.retrieval.base import SearchHit
 from dpr_rag.retrieval.searcher import Searcher
 from dpr_rag.storage import atomic_dir, unique_folder
 
 from .answering import Generation, generate_answers, generation_comparisons, percent, rounded
 from .bootstrap import paired_bootstrap
 from .config import EvalConfig
+from .ir_eval import run_ir_evaluation, write_trec_runs
 from .metrics import load_metric
 from .report import write_report
 from .stages import Progress, Stages
@@ -47,6 +49,7 @@ class _Retrieval:
     hits_at: dict[str, dict[int, list[float]]] = field(default_factory=dict)
     ranks: dict[str, list[int | None]] = field(default_factory=dict)
     top1: dict[str, list[dict | None]] = field(default_factory=dict)
+    hits: dict[str, list[list[SearchHit]]] = field(default_factory=dict)  # for the TREC run files
     queries_per_second: dict[str, float | None] = field(default_factory=dict)
     index_seconds: dict[str, float] = field(default_factory=dict)
 
@@ -165,6 +168,7 @@ def _retrieve(
         found.accuracy_answerable[name] = {
             str(k): rounded(percent([found.hits_at[name][k][i] for i in subset])) for k in config.k
         }
+        found.hits[name] = results
         found.top1[name] = [{"id": row[0].passage.id, "title": row[0].passage.title} if row else None for row in results]
     return found
 
@@ -273,9 +277,11 @@ def run_evaluation(
     `searcher` (already open over `config.corpus` with `config.model`) save parsing and loading them again.
     """
     config = config or EvalConfig()
+    stages = Stages(config.show_progress, progress, cancel)
+    if config.qrels is not None:  # relevance judgments: IR measures (ir_eval.py) instead of answer matching
+        return run_ir_evaluation(config, searcher, stages)
     out = report_folder(config.out)
     started, t_start = time.strftime("%Y-%m-%dT%H:%M:%S"), time.perf_counter()
-    stages = Stages(config.show_progress, progress, cancel)
 
     loaded = examples if examples is not None else load_qa(config.qa)
     examples = loaded[: config.limit] if config.limit is not None else list(loaded)
@@ -303,4 +309,5 @@ def run_evaluation(
     stages.check_cancel()
     with atomic_dir(out) as tmp:
         write_report(tmp, report, per_question)
+        write_trec_runs(tmp, [ex.id or str(i + 1) for i, ex in enumerate(examples)], found.hits)
     return report, out

@@ -18,6 +18,8 @@ import shlex
 import sys
 
 from dpr_rag.cli_common import add_corpus_args, add_rerank_args, index_params, run_cli
+from dpr_rag.data.beir import beir_folder
+from dpr_rag.errors import ConfigError
 from dpr_rag.matching import MATCH_MODES
 from dpr_rag.retrieval.hybrid import DEFAULT_WEIGHT, FUSIONS
 from dpr_rag.retrieval.searcher import RERANKED, RETRIEVERS
@@ -37,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="questions: NQ-open .jsonl, DPR .json, or DPR .csv/.tsv (question<TAB>[answers]); "
         "default: the embedded FanOutQA dev sub-questions",
     )
+    parser.add_argument(
+        "--qrels", help="relevance judgments (BEIR qrels .tsv or TREC qrels): MRR@10, nDCG@10, Recall@k with --qa QUERIES"
+    )
+    parser.add_argument("--beir", help="a BEIR dataset folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv")
+    parser.add_argument("--split", default="test", help="the qrels split of --beir (default test)")
     add_corpus_args(parser)
     parser.add_argument(
         "--retrievers", default=",".join(RETRIEVERS), help=f"comma-separated, from {','.join(RETRIEVERS)} (default all)"
@@ -92,8 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    if args.beir:
+        if args.qa or args.corpus or args.qrels:
+            raise ConfigError("--beir names the corpus, queries and qrels: give none of --qa, --corpus, --qrels with it")
+        found = beir_folder(args.beir, args.split)
+        args.qa, args.corpus, args.qrels = str(found.queries), str(found.corpus), str(found.qrels)
     config = EvalConfig(
         qa=args.qa,
+        qrels=args.qrels,
         corpus=args.corpus,
         model=args.model,
         retrievers=split_csv(args.retrievers),
@@ -126,6 +139,13 @@ def main(argv: list[str] | None = None) -> int:
         command=shlex.join(["python", "-m", "eval.run", *argv]),
     )
     report, out = run_evaluation(config)
+    if config.qrels is not None:
+        print(f"{report['n_queries']:,} judged queries ({report['n_queries_without_judgments']:,} without judgments left out)")
+        for name, values in report["ir"].items():
+            cells = "  ".join(f"{m} {v:5.1f}" for m, v in values.items())
+            print(f"{name:>15}: {cells}   ({report['queries_per_second'][name]} queries/s)")
+        print(f"report: {out}/ (report.json, report.md, per_query.jsonl, runs/*.trec)")
+        return 0
     n = report["n_questions"]
     print(f"{n:,} questions, {report['n_answerable']:,} answerable from the corpus")
     for name, accs in report["retrieval"].items():

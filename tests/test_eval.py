@@ -72,7 +72,9 @@ def read_per_question(folder):
 @pytest.mark.parametrize("fmt", ["jsonl", "json", "csv", "tsv"])
 def test_each_qa_format_end_to_end(tmp_path, corpus_file, fmt):
     report, out = run_evaluation(config(tmp_path, corpus_file, write_qa(tmp_path, fmt)))
-    assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
+    assert sorted(p.name for p in out.iterdir()) == sorted([*FILES, "runs"])
+    trec = [line.split() for line in (out / "runs" / "bm25.trec").read_text().splitlines()]
+    assert len(trec) == 5 * 8 and {row[1] for row in trec} == {"Q0"} and trec[0][3] == "1"  # 8 passages each
     assert report["n_questions"] == 5
     assert (report["n_answerable"], report["n_unanswerable"]) == (4, 1)
     bm25 = report["retrieval"]["bm25"]

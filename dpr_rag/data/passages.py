@@ -77,14 +77,16 @@ def load_tsv(path: str | os.PathLike) -> list[Passage]:
 
 
 def load_jsonl(path: str | os.PathLike) -> list[Passage]:
-    """One JSON object a line: `{"id": ..., "title": ..., "text": ...}` (title may be empty or absent)."""
+    """One JSON object a line: `{"id": ..., "title": ..., "text": ...}` (title may be empty or absent); BEIR's
+    `corpus.jsonl` (`"_id"` instead of `"id"`) reads the same."""
     path = Path(path)
     passages = []
     for lineno, obj in iter_jsonl(path):
-        for field in ("id", "text"):
+        id_field = "_id" if "_id" in obj and "id" not in obj else "id"
+        for field in (id_field, "text"):
             if field not in obj:
                 raise DataFormatError(f"{path}:{lineno}: missing field {field!r}")
-        pid, text, title = obj["id"], obj["text"], obj.get("title") or ""
+        pid, text, title = obj[id_field], obj["text"], obj.get("title") or ""
         if not isinstance(pid, (str, int)) or isinstance(pid, bool) or not str(pid).strip():
             raise DataFormatError(f"{path}:{lineno}: field 'id' must be a non-empty string or integer")
         if not isinstance(text, str) or not text.strip():
