@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = vars(build_parser().parse_args(argv))
+    args["freeze_embeddings"] = not args.pop("train_embeddings")
     config = RerankerTrainConfig(**args)  # checks every setting before any loading
     qa = [] if config.resume else training_questions(config.qa, config.fanoutqa, config.exclude)
     t0 = time.perf_counter()

@@ -182,6 +182,8 @@ def test_training_lowers_the_loss_and_writes_its_folders(tmp_path, tiny_model_di
     ):
         assert (out / name).is_file(), name
     assert result.first_stage_dev is not None and result.best_dev is not None
+    evals = [r for r in result.history if "dev_top5" in r]
+    assert evals and all(r["dev_top1"] <= r["dev_mrr"] and r["dev_top1"] <= r["dev_top5"] for r in evals)
     CrossEncoderReranker.from_pretrained(out / "best")  # loads as a reranker
 
 

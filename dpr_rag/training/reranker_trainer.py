@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
@@ -124,14 +125,16 @@ def build_data(cfg: RerankerTrainConfig, qa: Sequence[QAExample]) -> tuple[list[
     train, dev = split_train_dev(examples, cfg.dev_fraction, seed=cfg.seed)
     dev = dev[: cfg.dev_max]
     train = train[: cfg.max_examples]
-    first = [min(stats.ranks[(e.question, p.id)] for p in e.positive_ctxs) <= cfg.dev_k for e in dev]
+    best_ranks = [min(stats.ranks[(e.question, p.id)] for p in e.positive_ctxs) for e in dev]
+    first = [r <= cfg.dev_k for r in best_ranks]
     scores = {key: -float(rank) for key, rank in stats.ranks.items()}  # "score" in the JSON: higher = ranked first
     data = Path(cfg.out) / "data"
     save_dpr_json(train, data / "train.json", scores)
     save_dpr_json(dev, data / "dev.json", scores)
     first_stage = 100.0 * sum(first) / len(first) if first else None
     with atomic_file(data / "first_stage.json") as f:
-        json.dump({f"dev_top{cfg.dev_k}": first_stage, "n_dev": len(dev), "n_train": len(train)}, f)
+        top1 = 100.0 * sum(r == 1 for r in best_ranks) / len(best_ranks) if best_ranks else None
+        json.dump({f"dev_top{cfg.dev_k}": first_stage, "dev_top1": top1, "n_dev": len(dev), "n_train": len(train)}, f)
     return train, dev, first_stage
 
 
@@ -159,14 +162,19 @@ def group(example: QAExample, epoch: int, step_seed: int, size: int, pool: Seque
 
 
 @torch.no_grad()
-def dev_top_k(reranker: CrossEncoderReranker, dev: Sequence[QAExample], k: int) -> float:
-    """% of dev questions with a positive among the top k after reranking all of their candidates."""
-    hits = 0
+def dev_ranks(reranker: CrossEncoderReranker, dev: Sequence[QAExample]) -> list[int]:
+    """Each dev question's best rank (1-based) of a positive after reranking all of its candidates."""
+    ranks = []
     for e in dev:
         candidates = [*e.positive_ctxs, *e.hard_negative_ctxs]
-        order = reranker.score(e.question, candidates).argsort()[::-1][:k]
-        hits += bool((order < len(e.positive_ctxs)).any())
-    return 100.0 * hits / max(len(dev), 1)
+        order = reranker.score(e.question, candidates).argsort(kind="stable")[::-1]
+        ranks.append(1 + int(np.flatnonzero(order < len(e.positive_ctxs))[0]))
+    return ranks
+
+
+def dev_top_k(reranker: CrossEncoderReranker, dev: Sequence[QAExample], k: int) -> float:
+    """% of dev questions with a positive among the top k after reranking all of their candidates."""
+    return 100.0 * sum(r <= k for r in dev_ranks(reranker, dev)) / max(len(dev), 1)
 
 
 def _prepare_model(cfg: RerankerTrainConfig) -> CrossEncoderReranker:
@@ -243,8 +251,12 @@ def train_reranker(
         nonlocal best
         improved = False
         if evaluate and dev:
-            score = dev_top_k(reranker, dev, cfg.dev_k)
-            append_record(log, history, {"step": step, "epoch": step / per_epoch, key: round(score, 3)}, callback)
+            ranks = dev_ranks(reranker, dev)
+            score = 100.0 * sum(r <= cfg.dev_k for r in ranks) / len(ranks)
+            record = {"step": step, "epoch": step / per_epoch, key: round(score, 3)}
+            record["dev_top1"] = round(100.0 * sum(r == 1 for r in ranks) / len(ranks), 3)
+            record["dev_mrr"] = round(100.0 * sum(1 / r for r in ranks) / len(ranks), 3)
+            append_record(log, history, record, callback)
             improved = best is None or score > best
             best = score if improved else best
         _save(out, reranker, optimizer, scheduler, {"step": step, "best": best, "config": asdict(cfg)}, improved or not dev)
