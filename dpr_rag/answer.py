@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         retriever=args.retriever,
         reranker=args.rerank,
         rerank_candidates=args.rerank_candidates,
+        rerank_fusion=args.rerank_fusion,
     )
     pipeline.bf16 = args.bf16
     for mode in modes:

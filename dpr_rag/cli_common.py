@@ -40,7 +40,7 @@ def add_corpus_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_rerank_args(parser: argparse.ArgumentParser, what: str = "rerank each retriever's top hits") -> None:
-    from .retrieval.rerank import DEFAULT_CANDIDATES
+    from .retrieval.rerank import DEFAULT_CANDIDATES, FUSIONS
 
     parser.add_argument(
         "--rerank", help=f"a cross-encoder folder or hub id (python -m dpr_rag.train_reranker), or upr (zero-shot): {what}"
@@ -50,6 +50,12 @@ def add_rerank_args(parser: argparse.ArgumentParser, what: str = "rerank each re
         type=int,
         default=DEFAULT_CANDIDATES,
         help=f"first-stage hits the reranker rescores (default {DEFAULT_CANDIDATES})",
+    )
+    parser.add_argument(
+        "--rerank-fusion",
+        choices=FUSIONS,
+        default="replace",
+        help="replace: the reranker's score alone (default); sum: first-stage score / τ + the reranker's score",
     )
 
 

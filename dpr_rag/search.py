@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         hybrid_weight=args.weight,
         reranker=args.rerank,
         rerank_candidates=check_int("--rerank-candidates", args.rerank_candidates, 1, MAX_CANDIDATES),
+        rerank_fusion=args.rerank_fusion,
     )
     for name in names:
         retriever = searcher.retriever(name)  # built (or loaded from cache) before timing

@@ -7,13 +7,14 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from dpr_rag.config_checks import check_int, check_text
+from dpr_rag.config_checks import check_choice, check_int, check_text
 from dpr_rag.errors import ConfigError
 from dpr_rag.matching import MATCH_MODES
 from dpr_rag.rag.demonstrations import MAX_SHOTS
 from dpr_rag.retrieval.base import MAX_K
 from dpr_rag.retrieval.hybrid import DEFAULT_WEIGHT, FUSIONS
 from dpr_rag.retrieval.rerank import DEFAULT_CANDIDATES, MAX_CANDIDATES
+from dpr_rag.retrieval.rerank import FUSIONS as RERANK_FUSIONS
 from dpr_rag.retrieval.searcher import RERANKED, RETRIEVERS, check_retriever_names, reranked
 
 from .bootstrap import DEFAULT_SAMPLES
@@ -45,6 +46,7 @@ class EvalConfig:
     rag_retriever: str = "dense"  # what RAG retrieves with: dense, bm25 or hybrid (or one of them + "+rerank")
     rerank: str | None = None  # a cross-encoder folder: adds a "<retriever>+rerank" row for every retriever
     rerank_candidates: int = DEFAULT_CANDIDATES  # first-stage hits the cross-encoder rescores
+    rerank_fusion: str = "replace"  # or "sum" (dpr_rag.retrieval.rerank.FUSIONS)
     rag_k: int = 5
     shots: int = 0  # few-shot demonstrations before each question (dpr_rag.rag.demonstrations)
     fallback: bool = False  # also rows "<mode> + fallback": closed-book where the passages lack the answer
@@ -83,6 +85,7 @@ class EvalConfig:
         if self.rerank is not None:
             check_text("rerank", self.rerank)
             check_int("rerank_candidates", self.rerank_candidates, 1, MAX_CANDIDATES)
+            check_choice("rerank_fusion", self.rerank_fusion, RERANK_FUSIONS)
             self.retrievers = list(dict.fromkeys(n for r in self.retrievers for n in (r.removesuffix(RERANKED), reranked(r))))
         elif any(r.endswith(RERANKED) for r in [*self.retrievers, self.rag_retriever]):
             raise ConfigError(f"a {RERANKED} retriever needs --rerank FOLDER (a cross-encoder)")
@@ -143,6 +146,8 @@ class EvalConfig:
                 args += ["--rag-retriever", self.rag_retriever]
         if self.rerank is not None:
             args += ["--rerank", str(self.rerank), "--rerank-candidates", str(self.rerank_candidates)]
+            if self.rerank_fusion != "replace":
+                args += ["--rerank-fusion", self.rerank_fusion]
         if self.limit is not None:
             args += ["--limit", str(self.limit)]
         if self.index_type != "flat":

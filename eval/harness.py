@@ -94,6 +94,7 @@ def open_searcher(config: EvalConfig) -> Searcher:
         show_progress=config.show_progress,
         reranker=config.rerank,
         rerank_candidates=config.rerank_candidates,
+        rerank_fusion=config.rerank_fusion,
     )
 
 
@@ -215,6 +216,7 @@ def _settings(config: EvalConfig, searcher: Searcher, names: list[str], n_loaded
         "rag_retriever": config.rag_retriever,
         "rerank": config.rerank,
         "rerank_candidates": config.rerank_candidates if config.rerank else None,
+        "rerank_fusion": config.rerank_fusion if config.rerank else None,
         "generator_source": _generator_source(config),
         "rag_k": config.rag_k,
         "shots": config.shots,

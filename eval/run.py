@@ -121,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         rag_retriever=args.rag_retriever,
         rerank=args.rerank,
         rerank_candidates=args.rerank_candidates,
+        rerank_fusion=args.rerank_fusion,
         rag_k=args.rag_k,
         shots=args.shots,
         limit=args.limit,

@@ -344,3 +344,19 @@ def test_compact_save_keeps_the_scores_without_the_frozen_embeddings(tmp_path, t
         CrossEncoderReranker.from_pretrained(unfrozen / "run" / "last" / "model").save_compact(
             tmp_path / "c2", base=str(tiny_model_dir)
         )
+
+
+def test_sum_fusion_adds_the_first_stage_score_over_its_temperature(toy_passages):
+    from dpr_rag.retrieval.score_scale import score_temperature
+
+    first = _Reversed(toy_passages)
+    question = "the mona lisa painting by leonardo"
+    (fused,) = RerankedRetriever(first, _WordOverlap(), candidates=8, fusion="sum").search([question], k=8)  # type: ignore[arg-type]
+    first_scores = {h.passage.id: h.score for h in first.search([question], 8)[0]}
+    overlap = dict(zip((p.id for p in toy_passages), _WordOverlap().score(question, toy_passages), strict=True))
+    tau = score_temperature(first)
+    for h in fused:
+        assert h.score == pytest.approx(first_scores[h.passage.id] / tau + overlap[h.passage.id])
+    assert [h.score for h in fused] == sorted((h.score for h in fused), reverse=True)
+    with pytest.raises(ConfigError):
+        RerankedRetriever(first, _WordOverlap(), fusion="product")  # type: ignore[arg-type]

@@ -132,6 +132,7 @@ class RagPipeline:
         fallback: bool | None = None,
         reranker: str | None = None,
         rerank_candidates: int = DEFAULT_CANDIDATES,
+        rerank_fusion: str = "replace",
     ) -> RagPipeline:
         """A RAG pipeline over a corpus (default: the embedded one), or over the dense retriever of a `searcher` that
         is already open (then `corpus`, `index` and `model` are its own). `rag` is a folder written by RAG training:
@@ -170,6 +171,7 @@ class RagPipeline:
                 use_cache=use_cache,
                 reranker=reranker,
                 rerank_candidates=rerank_candidates,
+                rerank_fusion=rerank_fusion,
             )
         elif corpus is not None or index is not None or model is not None or reranker is not None:
             raise ConfigError("give either an open searcher or a corpus / index / model / reranker, not both")

@@ -23,17 +23,19 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
-from ..config_checks import check_int
+from ..config_checks import check_choice, check_int
 from ..data.passages import Passage
 from ..errors import DprRagError
 from .base import Retriever, SearchHit, check_queries
 from .encoder import default_encoder_path
+from .score_scale import score_temperature
 
 ADAPTER_CONFIG = "adapter_config.json"
 COMPACT_CONFIG = "dpr_rag_reranker.json"  # a compact folder: the weights that differ from its base, and the base's name
 COMPACT_WEIGHTS = "reranker.safetensors"
 BASE_DEFAULT = "dpr-rag:default-encoder"  # the embedded all-MiniLM-L6-v2, wherever its package put it
 DEFAULT_CANDIDATES = 50
+FUSIONS = ("replace", "sum")  # the reranker's score alone, or added to the first stage's score / its τ
 MAX_CANDIDATES = 1000
 
 
@@ -199,17 +201,23 @@ class CrossEncoderReranker:
 
 @dataclass
 class RerankedRetriever:
-    """A first-stage retriever whose top `candidates` are reordered by a cross-encoder; hits carry its scores."""
+    """A first-stage retriever whose top `candidates` are reordered by a reranker; hits carry the new scores.
+
+    fusion "replace": s(q, p) = the reranker's score; "sum": s(q, p) = first-stage score / τ + the reranker's score,
+    with τ the first stage's score scale (`score_scale.py`: both terms in nats), so the reranker corrects the first
+    stage's order rather than replacing it (a weak reranker then cannot undo a strong first stage)."""
 
     first_stage: Retriever
     reranker: Reranker
     candidates: int = DEFAULT_CANDIDATES
+    fusion: str = "replace"
     seconds: dict[str, float] = field(default_factory=lambda: {"first_stage": 0.0, "rerank": 0.0}, repr=False)
     name: str = field(init=False)
     passages: list[Passage] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         check_int("candidates", self.candidates, 1, MAX_CANDIDATES)
+        check_choice("fusion", self.fusion, FUSIONS)
         self.name, self.passages = f"{self.first_stage.name}+rerank", self.first_stage.passages
 
     def search(self, queries: list[str], k: int = 10) -> list[list[SearchHit]]:
@@ -218,8 +226,11 @@ class RerankedRetriever:
         first = self.first_stage.search(queries, max(k, self.candidates))
         t1 = time.perf_counter()
         results = []
+        tau = score_temperature(self.first_stage)
         for question, hits in zip(queries, first, strict=True):
             scores = self.reranker.score(question, [h.passage for h in hits])
+            if self.fusion == "sum":
+                scores = scores + np.array([h.score for h in hits], dtype=np.float64) / tau
             order = np.argsort(-scores, kind="stable")[:k]
             results.append([SearchHit(hits[i].passage, float(scores[i]), r) for r, i in enumerate(order, start=1)])
         self.seconds["first_stage"] += t1 - t0

@@ -152,6 +152,7 @@ class Searcher:
     index_folder: Path | None = None
     reranker: str | None = None  # a cross-encoder folder or hub id: what the "<name>+rerank" retrievers rerank with
     rerank_candidates: int = DEFAULT_CANDIDATES  # first-stage hits the cross-encoder rescores
+    rerank_fusion: str = "replace"  # or "sum": first-stage score / τ + reranker score (rerank.FUSIONS)
     _retrievers: dict[str, Retriever] = field(default_factory=dict, repr=False)
     _encoder: DualEncoder | None = field(default=None, repr=False)
     _rerank_model: Reranker | None = field(default=None, repr=False)
@@ -195,7 +196,9 @@ class Searcher:
 
     def _build(self, name: str) -> Retriever:
         if name.endswith(RERANKED):
-            return RerankedRetriever(self.retriever(name.removesuffix(RERANKED)), self.rerank_model, self.rerank_candidates)
+            return RerankedRetriever(
+                self.retriever(name.removesuffix(RERANKED)), self.rerank_model, self.rerank_candidates, self.rerank_fusion
+            )
         if name == "bm25":
             if self.index_folder is not None:
                 return BM25Retriever.load(self.index_folder / "bm25")
