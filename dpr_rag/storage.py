@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import DprRagError
+from .errors import ConfigError, DprRagError
 
 RENAME_EXCHANGE = 2  # linux/fs.h
 # mkdtemp/mkstemp create 0700/0600 entries; what we publish gets the permissions of a normal file or folder
@@ -84,6 +84,18 @@ def check_writable(parent: Path) -> None:
         raise DprRagError(f"cannot create folder {parent}: {e.strerror}") from e
     if not os.access(parent, os.W_OK):
         raise DprRagError(f"folder {parent} is not writable")
+
+
+def check_output_folder(path: str | os.PathLike, markers: tuple[str, ...], what: str) -> Path:
+    """Refuse an `--out` that exists and is not this command's kind of output, before any work: a file, or a folder
+    that is not empty and holds none of `markers` (what the command itself writes there). A folder written by the
+    command may be replaced; a user's file or folder never is."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not {what}; give a new folder (nothing was written)")
+    if out.is_dir() and any(out.iterdir()) and not any((out / m).exists() for m in markers):
+        raise ConfigError(f"--out {out} is a folder that is not {what}; give a new or empty folder (nothing was written)")
+    return out
 
 
 @contextlib.contextmanager

@@ -107,5 +107,5 @@ def test_search_parameters_trade_speed_for_recall_and_survive_save(tmp_path):
     low = recall_at(hnsw, x, q)
     hnsw.tune(ef_search=256)
     assert recall_at(hnsw, x, q) > low
-    with pytest.raises(ConfigError, match="nprobe must be a positive integer"):
+    with pytest.raises(ConfigError, match="nprobe must be None or an integer between 1 and"):
         ivf.tune(nprobe=0)

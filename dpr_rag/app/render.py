@@ -9,6 +9,7 @@ import unicodedata
 
 import regex
 
+from ..errors import ConfigError
 from ..matching import SimpleTokenizer, has_answer
 from ..retrieval.base import SearchHit
 from .jobs import Job
@@ -38,9 +39,19 @@ CSS = """
 """
 
 
+MAX_EXPECTED_CHARS = 1000  # the expected-answer box: highlighting is linear in it, per passage shown
+MAX_EXPECTED_ANSWERS = 20
+
+
 def parse_answers(text: str | None) -> list[str]:
-    """The expected-answer box: several answers separated by '|'."""
-    return [a.strip() for a in (text or "").split("|") if a.strip()]
+    """The expected-answer box: several answers separated by '|' (bounded, so a huge one cannot stall a search)."""
+    text = text or ""
+    if len(text) > MAX_EXPECTED_CHARS:
+        raise ConfigError(f"the expected answer is {len(text):,} characters long; the limit is {MAX_EXPECTED_CHARS:,}")
+    answers = [a.strip() for a in text.split("|") if a.strip()]
+    if len(answers) > MAX_EXPECTED_ANSWERS:
+        raise ConfigError(f"{len(answers)} expected answers; give at most {MAX_EXPECTED_ANSWERS}")
+    return answers
 
 
 def _tokens(text: str) -> list[tuple[str, int, int]]:

@@ -13,7 +13,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from ..data.passages import Passage, load_corpus
+from ..data.passages import Passage, check_unique_ids, load_corpus, split_document
 from ..data.qa import QAExample, load_qa
 from ..errors import DataFormatError
 
@@ -81,8 +81,29 @@ def _load_upload(load, stored: Path, shown: str, limit: int | None, what: str) -
         raise DataFormatError(str(e).replace(str(stored), shown)) from e
 
 
+MAX_UPLOAD_PASSAGE_WORDS = 1000  # longer passages are split into DPR's ~100-word blocks
+
+
+def split_long_passages(passages: list[Passage], max_words: int = MAX_UPLOAD_PASSAGE_WORDS) -> list[Passage]:
+    """Passages of more than `max_words` words become ~100-word blocks (`split_document`), ids `<id>-<n>`: one huge
+    line would otherwise be scored by BM25 and returned whole to every user on every search."""
+    out: list[Passage] = []
+    for p in passages:
+        if len(p.text.split()) <= max_words:
+            out.append(p)
+            continue
+        out += [Passage(f"{p.id}-{i}", title, text) for i, (title, text) in enumerate(split_document(p.title, p.text), start=1)]
+    return out
+
+
+def _load_split_corpus(path: Path) -> list[Passage]:
+    passages = split_long_passages(load_corpus(path))
+    check_unique_ids(passages, str(path))  # a block's id "<id>-<n>" may clash with a passage's own
+    return passages
+
+
 def load_uploaded_corpus(stored: Path, shown: str, max_passages: int | None = None) -> list[Passage]:
-    return _load_upload(load_corpus, stored, shown, max_passages, "passages")
+    return _load_upload(_load_split_corpus, stored, shown, max_passages, "passages")
 
 
 def load_uploaded_qa(stored: Path, shown: str, max_questions: int | None = None) -> list[QAExample]:

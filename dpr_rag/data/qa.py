@@ -15,7 +15,7 @@ from pathlib import Path
 from ..errors import DataFormatError
 from ..retrieval.base import MAX_QUERY_CHARS
 from .passages import Passage
-from .readers import iter_jsonl, iter_tsv, read_text
+from .readers import iter_jsonl, iter_tsv, parse_json, read_text
 
 
 @dataclass
@@ -102,15 +102,24 @@ def load_dpr_json(path: str | os.PathLike) -> list[QAExample]:
 
 
 def _parse_answer_list(raw: str, where: str) -> list | str:
-    """DPR's CSV answer column is a Python or JSON list literal; parse it as data, never execute it."""
+    """DPR's CSV answer column is a Python or JSON list literal of strings; parse it as data, never execute it. Anything
+    else (null, a dict, a set, a nested list, a number) is an error naming the line, not an answer "None"."""
     try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
+        value = parse_json(raw, where)
+    except DataFormatError:
         try:
             value = ast.literal_eval(raw)
         except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as e:  # TypeError: {[1]: 2}
             raise DataFormatError(f"{where}: answers column is not a list literal: {raw[:80]!r}") from e
-    return value if isinstance(value, (list, str)) else [str(value)]
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+        raise DataFormatError(f"{where}: answers must be a list of strings, got {type(value).__name__}: {raw[:80]!r}")
+    try:
+        "".join(value).encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise DataFormatError(f"{where}: an answer holds a lone surrogate ({e.object[e.start : e.end]!a})") from e
+    return value
 
 
 def load_dpr_csv(path: str | os.PathLike) -> list[QAExample]:
@@ -127,12 +136,15 @@ def load_dpr_csv(path: str | os.PathLike) -> list[QAExample]:
 
 
 def _read_json(path: Path):
+    text = read_text(path)
     try:
-        return json.loads(read_text(path))
+        return json.loads(text) if "\\u" not in text else parse_json(text, str(path))
     except json.JSONDecodeError as e:
         raise DataFormatError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from e
     except RecursionError as e:
         raise DataFormatError(f"{path}: JSON nested too deeply") from e
+    except ValueError as e:  # an integer of more digits than Python converts
+        raise DataFormatError(f"{path}: invalid JSON ({str(e).splitlines()[0][:120]})") from e
 
 
 def _nonempty(examples: list[QAExample], path: Path) -> list[QAExample]:

@@ -48,15 +48,31 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
     for lineno, line in enumerate(read_lines(path), start=1):
         if not line.strip():
             continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataFormatError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from e
-        except RecursionError as e:
-            raise DataFormatError(f"{path}:{lineno}: JSON nested too deeply") from e
+        obj = parse_json(line, f"{path}:{lineno}")
         if not isinstance(obj, dict):
             raise DataFormatError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
         yield lineno, obj
+
+
+def parse_json(text: str, where: str):
+    """json.loads, with every way it can fail as one DataFormatError naming `where`: bad syntax, nesting too deep, an
+    integer of more digits than Python converts, and lone surrogates ("\\ud800": not text, and unwritable as UTF-8)."""
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataFormatError(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from e
+    except RecursionError as e:
+        raise DataFormatError(f"{where}: JSON nested too deeply") from e
+    except ValueError as e:  # e.g. "Exceeds the limit (4300 digits) for integer string conversion"
+        raise DataFormatError(f"{where}: invalid JSON ({str(e).splitlines()[0][:120]})") from e
+    if "\\u" in text:
+        try:
+            json.dumps(obj, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise DataFormatError(
+                f"{where}: a string holds a lone surrogate ({e.object[e.start : e.end]!a}), not valid text"
+            ) from e
+    return obj
 
 
 def iter_tsv(path: Path) -> Iterator[tuple[int, list[str]]]:

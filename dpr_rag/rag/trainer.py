@@ -35,6 +35,7 @@ from ..data.qa import QAExample
 from ..errors import ConfigError
 from ..matching import exact_match
 from ..plots import plot_training_log
+from ..storage import check_output_folder
 from ..training.train_log import append_record, start_log
 from .checkpoints import load_last_state, restore_optimizer_and_rng, save_best, save_last
 from .lora import add_lora
@@ -219,6 +220,7 @@ def train_rag(
 ) -> RagTrainResult:
     """Minimise the `cfg.mode` loss over `examples` (the first answer string is the target; passage mode trains on
     each of their answer-bearing `positive_ctxs`), with dev EM on `dev` (questions never trained on)."""
+    check_output_folder(cfg.out, ("rag_log.jsonl", "last", "best"), "a RAG training run's folder")
     rows = _rows(examples[: cfg.max_examples], cfg.mode)
     if len(rows) < cfg.batch_size:
         raise ConfigError(f"batch size {cfg.batch_size} is larger than the {len(rows)} training examples")

@@ -21,6 +21,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from ..config_checks import check_int
 from ..errors import ConfigError, DataFormatError
 from ..storage import atomic_dir
 
@@ -35,6 +36,10 @@ def params_key(params: dict) -> str:
 
 
 FORMAT_VERSION = 1
+MAX_DIM = 65_536
+MAX_HNSW_M = 256  # FAISS's graph degree; memory grows with it (8·M bytes a vector)
+MAX_NLIST = 1 << 20
+MAX_EF_SEARCH = 65_536  # candidates kept per query: beyond this the search allocates without bound
 
 
 def default_nlist(n: int) -> int:
@@ -56,6 +61,15 @@ class DenseIndex:
     ):
         if kind not in KINDS:
             raise ConfigError(f"unknown index type {kind!r}; choose one of {', '.join(KINDS)}")
+        # FAISS crashes (segfault, abort) or exhausts memory on out-of-range values: check them first.
+        check_int("dim", dim, 1, MAX_DIM)
+        check_int("hnsw_m", hnsw_m, 2, MAX_HNSW_M)
+        check_int("nlist", nlist, 1, MAX_NLIST, optional=True)
+        check_int("ef_search", ef_search, 1, MAX_EF_SEARCH)
+        check_int("nprobe", nprobe, 1, MAX_NLIST)
+        check_int("pq_m", pq_m, 1, dim, optional=True)
+        if pq_m is not None and dim % pq_m:
+            raise ConfigError(f"pq_m must divide the dimension {dim}, got {pq_m}")
         self.dim, self.kind = dim, kind
         self.params: dict[str, Any] = {"hnsw_m": hnsw_m, "ef_search": ef_search, "nlist": nlist, "pq_m": pq_m, "nprobe": nprobe}
         # Any: FAISS's classes differ by kind (.hnsw exists only on HNSW indexes); None until IVF-PQ is trained.
@@ -72,9 +86,8 @@ class DenseIndex:
 
     def tune(self, ef_search: int | None = None, nprobe: int | None = None) -> None:
         """Set search-time parameters: HNSW's efSearch and IVF-PQ's nprobe (more = higher recall, slower)."""
-        for name, value in (("ef_search", ef_search), ("nprobe", nprobe)):
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        check_int("ef_search", ef_search, 1, MAX_EF_SEARCH, optional=True)
+        check_int("nprobe", nprobe, 1, MAX_NLIST, optional=True)
         if ef_search is not None:
             self.params["ef_search"] = ef_search
             if self.kind == "hnsw":

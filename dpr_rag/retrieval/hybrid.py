@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..config_checks import check_float, check_int
 from ..errors import ConfigError
 from .base import SearchHit, check_queries
 from .bm25 import BM25Retriever
@@ -36,6 +37,9 @@ class HybridRetriever:
     ):
         if fusion not in FUSIONS:
             raise ConfigError(f"unknown fusion {fusion!r}; choose one of {', '.join(FUSIONS)}")
+        check_float("weight", weight, ge=0, le=1e6)  # nan would make every fused score nan
+        check_int("candidates", candidates, 1, 100_000)
+        check_int("rrf_c", rrf_c, 0, 1_000_000)
         if [p.id for p in bm25.passages] != [p.id for p in dense.passages]:
             raise ConfigError("BM25 and dense retrievers must index the same corpus")
         self.bm25, self.dense, self.passages = bm25, dense, dense.passages

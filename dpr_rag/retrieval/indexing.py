@@ -17,9 +17,10 @@ from typing import Any
 
 from ..config_checks import check_bool, check_choice, check_int, check_text
 from ..errors import ConfigError
+from ..storage import check_output_folder
 from .encoder import PRECISIONS
 from .faiss_index import KINDS, DenseIndex
-from .searcher import Searcher, bm25_index, dense_index, save_index_folder
+from .searcher import MANIFEST, Searcher, bm25_index, dense_index, save_index_folder
 from .shards import encode_shard, merge_shards
 
 
@@ -70,6 +71,8 @@ class IndexBuildResult:
 
 def build_index(config: IndexBuildConfig, report: Callable[[str], None] = lambda line: None) -> IndexBuildResult:
     """Build what `config` asks for; `report` receives one line per finished stage (the CLI prints them)."""
+    if config.out is not None:
+        check_output_folder(config.out, (MANIFEST,), "an index folder")
     searcher = Searcher.open(
         config.corpus,
         model=config.model,

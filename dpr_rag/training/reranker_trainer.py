@@ -37,7 +37,7 @@ from ..data.qa import QAExample, load_dpr_json
 from ..errors import ConfigError
 from ..plots import plot_training_log
 from ..retrieval.rerank import MAX_CANDIDATES, CrossEncoderReranker
-from ..storage import atomic_dir, atomic_file, recover
+from ..storage import atomic_dir, atomic_file, check_output_folder, recover
 from .checkpoints import CHECKPOINT_STATE, restore_training_state, save_checkpoint
 from .distant_supervision import save_dpr_json, split_train_dev
 from .rerank_loss import group_softmax_loss
@@ -223,7 +223,10 @@ def train_reranker(
 ) -> RerankerTrainResult:
     """Train as configured on `qa` (ignored on resume: the run's saved data is used); `callback` gets every log
     record, `cancel` stops after the current step with a checkpoint."""
-    out, key = Path(cfg.out), f"dev_top{cfg.dev_k}"
+    out, key = (
+        check_output_folder(cfg.out, ("train_log.jsonl", "last", "best", "data"), "a reranker run's folder"),
+        f"dev_top{cfg.dev_k}",
+    )
     state: dict[str, Any] = _load_state(cfg) if cfg.resume else {"step": 0, "best": None}
     train, dev, first_stage = load_data(cfg) if cfg.resume else build_data(cfg, qa)
     per_epoch = len(train) // cfg.batch_size

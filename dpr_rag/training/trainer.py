@@ -30,6 +30,7 @@ from ..data.qa import QAExample
 from ..errors import ConfigError
 from ..plots import plot_training_log
 from ..retrieval.encoder import DualEncoder, autocast
+from ..storage import check_output_folder
 from . import distributed as dist
 from .checkpoints import load_checkpoint, restore_training_state, save_checkpoint
 from .dev_eval import dev_accuracy
@@ -297,6 +298,7 @@ def train(
 ) -> TrainResult:
     """Train a dual encoder as configured; `callback` receives every log record, `cancel` stops after a step.
     `examples`: QA examples already parsed, used instead of loading `cfg.qa` (which is still recorded as the source)."""
+    check_output_folder(cfg.out, ("train_log.jsonl", "last", "best", "data"), "a training run's folder")
     run = _setup(cfg, examples, callback)
     if run.step == 0 and run.is_main:  # a fresh run: a new log, opened by the starting model's dev accuracy
         run.log_path.unlink(missing_ok=True)
