@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import ConfigError, DprRagError
+from .errors import ConfigError, DataFormatError, DprRagError
 
 RENAME_EXCHANGE = 2  # linux/fs.h
 # mkdtemp/mkstemp create 0700/0600 entries; what we publish gets the permissions of a normal file or folder
@@ -84,6 +84,27 @@ def check_writable(parent: Path) -> None:
         raise DprRagError(f"cannot create folder {parent}: {e.strerror}") from e
     if not os.access(parent, os.W_OK):
         raise DprRagError(f"folder {parent} is not writable")
+
+
+def model_load_errors() -> tuple[type[BaseException], ...]:
+    """What `from_pretrained` raises on a missing, damaged or foreign model folder (safetensors' own error included)."""
+    from safetensors import SafetensorError
+
+    return (OSError, ValueError, SafetensorError)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """A JSON file the project wrote (manifest, index.json, trainer state): damaged or missing, it is one clear error
+    naming the file, not a traceback."""
+    import json
+
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise DataFormatError(f"{path}: missing") from e
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:  # ValueError: JSONDecodeError and huge ints
+        raise DataFormatError(f"{path}: damaged, not valid JSON ({str(e).splitlines()[0][:120]}); rebuild or restore it") from e
 
 
 def check_output_folder(path: str | os.PathLike, markers: tuple[str, ...], what: str) -> Path:

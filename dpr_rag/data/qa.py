@@ -73,9 +73,10 @@ def _ctxs(raw, where: str) -> list[Passage]:
     return out
 
 
-def load_dpr_json(path: str | os.PathLike) -> list[QAExample]:
+def load_dpr_json(path: str | os.PathLike, allow_empty: bool = False) -> list[QAExample]:
     """DPR's retriever training/dev JSON: a list of
-    `{"question", "answers", "positive_ctxs", "negative_ctxs", "hard_negative_ctxs"}` (ctxs optional)."""
+    `{"question", "answers", "positive_ctxs", "negative_ctxs", "hard_negative_ctxs"}` (ctxs optional). An empty list
+    is an error unless `allow_empty` (a training run's empty dev set)."""
     path = Path(path)
     data = _read_json(path)
     if not isinstance(data, list):
@@ -98,7 +99,7 @@ def load_dpr_json(path: str | os.PathLike) -> list[QAExample]:
                 hard_negative_ctxs=_ctxs(obj.get("hard_negative_ctxs"), f"{where} hard_negative_ctxs"),
             )
         )
-    return _nonempty(examples, path)
+    return examples if allow_empty and not data else _nonempty(examples, path)
 
 
 def _parse_answer_list(raw: str, where: str) -> list | str:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..errors import ConfigError
-from ..storage import atomic_dir, recover
+from ..storage import atomic_dir, read_json, recover
 from ..training.checkpoints import load_tensors
 from .pipeline import RagPipeline
 from .rag_folder import RAG_CONFIG
@@ -60,7 +60,7 @@ def load_last_state(out: Path, cfg: RagTrainConfig) -> dict:
     path = out / "last" / STATE
     if not path.exists():
         raise ConfigError(f"cannot resume: {path} not found (train without --resume first)")
-    state = json.loads(path.read_text())
+    state = read_json(path)
     for name in MUST_MATCH_ON_RESUME:
         if getattr(cfg, name) != state["config"][name]:
             raise ConfigError(

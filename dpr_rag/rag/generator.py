@@ -22,7 +22,7 @@ from transformers.generation import GenerationMixin, StoppingCriteriaList
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from ..errors import ConfigError, DprRagError
-from ..storage import atomic_dir
+from ..storage import atomic_dir, model_load_errors
 from .default_generator import DEFAULT_GENERATOR_NAME, default_generator_path
 from .lora import adapter_base, is_adapter_folder, is_lora, load_lora, save_lora
 from .prompting import StopAtNewline, first_line
@@ -121,7 +121,7 @@ class Generator(ABC):
             config = AutoConfig.from_pretrained(base)
             model = (AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM).from_pretrained(base)
             tokenizer = AutoTokenizer.from_pretrained(base)
-        except (OSError, ValueError) as e:
+        except model_load_errors() as e:
             raise DprRagError(f"cannot load generator {base!r}: {e}") from e
         if adapter:
             model = load_lora(model, adapter, trainable=trainable_adapter)

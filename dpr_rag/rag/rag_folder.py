@@ -4,11 +4,11 @@ max_new_tokens). A training run's folder holds two of them, `best/` and `last/`.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..storage import read_json
 
 RAG_CONFIG = "rag_config.json"  # written by RAG training beside retriever/ and generator/
 
@@ -29,7 +29,7 @@ def rag_folder(path: str | os.PathLike) -> Path:
 def load_rag_config(folder) -> dict:
     """The settings a RAG training folder was trained with (mode, k, temperature), or {} for an older folder."""
     path = Path(folder) / RAG_CONFIG
-    return json.loads(path.read_text()) if path.exists() else {}
+    return read_json(path) if path.exists() else {}
 
 
 def answer_mode(config: dict) -> str:

@@ -34,7 +34,7 @@ from rank_bm25 import BM25Okapi
 
 from ..data.passages import Passage, load_jsonl, save_jsonl
 from ..errors import ConfigError, DataFormatError
-from ..storage import atomic_dir
+from ..storage import atomic_dir, read_json
 from .base import SearchHit, check_queries
 
 ENGINES = ("bm25s", "rank_bm25")
@@ -209,6 +209,6 @@ def _need(folder: Path, name: str) -> Path:
 
 def _read_json(folder: Path, name: str):
     try:
-        return json.loads(_need(folder, name).read_text(encoding="utf-8"))
+        return read_json(_need(folder, name))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise DataFormatError(f"{folder / name}: invalid JSON ({e})") from e

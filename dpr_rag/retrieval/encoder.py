@@ -27,8 +27,8 @@ from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel
 
 from ..data.passages import Passage
-from ..errors import ConfigError, DprRagError
-from ..storage import atomic_dir
+from ..errors import ConfigError, DataFormatError, DprRagError
+from ..storage import atomic_dir, model_load_errors, read_json
 
 CONFIG_NAME = "dpr_rag_encoder.json"
 POOLINGS = ("cls", "mean")
@@ -159,14 +159,21 @@ class DualEncoder(nn.Module):
             folder = folder / "best"  # a training output folder: use its best checkpoint
             path = str(folder)
         if (folder / CONFIG_NAME).exists():
-            settings = EncoderSettings(**json.loads((folder / CONFIG_NAME).read_text()))
-            if settings.shared:
-                q = p = AutoModel.from_pretrained(folder / "encoder")
-                tok_dir = folder / "encoder"
-            else:
-                q, p = AutoModel.from_pretrained(folder / "query_encoder"), AutoModel.from_pretrained(folder / "passage_encoder")
-                tok_dir = folder / "query_encoder"
-            tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+            try:
+                settings = EncoderSettings(**read_json(folder / CONFIG_NAME))
+            except TypeError as e:
+                raise DataFormatError(f"{folder / CONFIG_NAME}: damaged ({e})") from e
+            try:
+                if settings.shared:
+                    q = p = AutoModel.from_pretrained(folder / "encoder")
+                    tok_dir = folder / "encoder"
+                else:
+                    q = AutoModel.from_pretrained(folder / "query_encoder")
+                    p = AutoModel.from_pretrained(folder / "passage_encoder")
+                    tok_dir = folder / "query_encoder"
+                tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+            except model_load_errors() as e:
+                raise DprRagError(f"cannot load the dual encoder in {folder}: {str(e).splitlines()[0][:200]}") from e
         else:
             if folder.exists() and not (folder / "config.json").exists():
                 raise DprRagError(f"{folder}: not a model folder (no config.json or {CONFIG_NAME})")
@@ -174,8 +181,8 @@ class DualEncoder(nn.Module):
             try:
                 q = AutoModel.from_pretrained(path)
                 tokenizer = AutoTokenizer.from_pretrained(path)
-            except OSError as e:
-                raise DprRagError(f"cannot load encoder {path!r}: {e}") from e
+            except model_load_errors() as e:
+                raise DprRagError(f"cannot load encoder {path!r}: {str(e).splitlines()[0][:200]}") from e
             p = q
             if shared is False:
                 p = AutoModel.from_pretrained(path)

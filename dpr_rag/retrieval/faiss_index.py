@@ -12,6 +12,7 @@ Saved with FAISS's own binary format (`faiss.write_index`, never pickle) next to
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -23,7 +24,7 @@ import numpy as np
 
 from ..config_checks import check_int
 from ..errors import ConfigError, DataFormatError
-from ..storage import atomic_dir
+from ..storage import atomic_dir, read_json
 
 KINDS = ("flat", "fp16", "hnsw", "ivfpq")
 BUILD_PARAMS = ("hnsw_m", "nlist", "pq_m")  # change what is stored: part of an index's cache key
@@ -40,6 +41,14 @@ MAX_DIM = 65_536
 MAX_HNSW_M = 256  # FAISS's graph degree; memory grows with it (8·M bytes a vector)
 MAX_NLIST = 1 << 20
 MAX_EF_SEARCH = 65_536  # candidates kept per query: beyond this the search allocates without bound
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def default_nlist(n: int) -> int:
@@ -155,6 +164,7 @@ class DenseIndex:
                 "dim": self.dim,
                 "ntotal": len(self),
                 "params": self.params,
+                "sha256": file_sha256(tmp / "index.faiss"),  # verified on load: damage is an error, not new scores
             }
             (tmp / "index.json").write_text(json.dumps(meta, indent=2))
 
@@ -164,9 +174,15 @@ class DenseIndex:
         for name in ("index.json", "index.faiss"):
             if not (path / name).exists():
                 raise DataFormatError(f"{path}: not a dense index folder ({name} missing)")
-        meta = json.loads((path / "index.json").read_text())
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise DataFormatError(f"{path}/index.json: unsupported format_version {meta.get('format_version')!r}")
+        meta = read_json(path / "index.json")
+        if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+            raise DataFormatError(f"{path}/index.json: not an index description of format_version {FORMAT_VERSION}")
+        if not (isinstance(meta.get("params"), dict) and meta.get("kind") in KINDS and isinstance(meta.get("dim"), int)):
+            raise DataFormatError(f"{path}/index.json: damaged (kind, dim or params missing or wrong)")
+        if "sha256" in meta and file_sha256(path / "index.faiss") != meta["sha256"]:
+            raise DataFormatError(
+                f"{path}/index.faiss: checksum mismatch: the file was changed or damaged since it was written; rebuild the index"
+            )
         self = cls.__new__(cls)
         self.dim, self.kind, self.params = meta["dim"], meta["kind"], meta["params"]
         self.index = None

@@ -26,6 +26,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreT
 from ..config_checks import check_choice, check_int
 from ..data.passages import Passage
 from ..errors import DprRagError
+from ..storage import model_load_errors
 from .base import Retriever, SearchHit, check_queries
 from .encoder import default_encoder_path
 from .score_scale import score_temperature
@@ -95,7 +96,7 @@ class CrossEncoderReranker:
         try:
             tokenizer = AutoTokenizer.from_pretrained(name)
             model = AutoModelForSequenceClassification.from_pretrained(name, num_labels=1)
-        except (OSError, ValueError) as e:
+        except model_load_errors() as e:
             raise DprRagError(f"cannot load a reranker from {path or 'the default encoder'}: {e}") from e
         return cls(model.eval(), tokenizer, source=str(path or BASE_DEFAULT), **kw)
 

@@ -24,7 +24,7 @@ import numpy as np
 from ..data.passages import Passage, corpus_fingerprint, load_corpus, load_jsonl, save_jsonl
 from ..errors import ConfigError, DataFormatError
 from ..paths import cache_dir
-from ..storage import atomic_dir
+from ..storage import atomic_dir, read_json
 from .base import Retriever, SearchHit
 from .bm25 import BM25Retriever
 from .dense import DenseRetriever, encode_corpus
@@ -167,7 +167,7 @@ class Searcher:
         folder = Path(index)
         if not (folder / MANIFEST).exists():
             raise DataFormatError(f"{folder}: not an index folder ({MANIFEST} missing); build one with python -m dpr_rag.index")
-        manifest = json.loads((folder / MANIFEST).read_text())
+        manifest = read_json(folder / MANIFEST)
         kw.setdefault("index_kind", manifest.get("index_kind") or "flat")
         return cls(load_jsonl(folder / "passages.jsonl"), model=model or manifest.get("model"), index_folder=folder, **kw)
 
@@ -205,7 +205,7 @@ class Searcher:
             return bm25_index(self.passages, use_cache=self.use_cache)
         if name == "dense":
             if self.index_folder is not None and (self.index_folder / "dense").exists():
-                built_with = json.loads((self.index_folder / MANIFEST).read_text()).get("passage_encoder_fingerprint")
+                built_with = read_json(self.index_folder / MANIFEST).get("passage_encoder_fingerprint")
                 if built_with and built_with != self.encoder.passage_fingerprint():
                     raise ConfigError(
                         f"{self.index_folder}: its dense index was built with another passage encoder than "

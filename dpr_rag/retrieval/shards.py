@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import tokenize
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from tqdm.auto import tqdm
 
 from ..data.passages import Passage, corpus_fingerprint
 from ..errors import ConfigError, DataFormatError
-from ..storage import atomic_file, check_writable
+from ..storage import atomic_file, check_writable, read_json
 from .encoder import DualEncoder
 from .faiss_index import DenseIndex, default_nlist
 
@@ -66,7 +67,7 @@ def encode_shard(
         "precision": precision,
     }
     npy, info = folder / f"{shard_name(shard, num_shards)}.npy", folder / f"{shard_name(shard, num_shards)}.json"
-    if info.exists() and npy.exists() and json.loads(info.read_text()) == meta:
+    if info.exists() and npy.exists() and read_json(info) == meta:
         return npy
     tmp = folder / f".{npy.name}.tmp-{os.getpid()}"
     try:
@@ -101,10 +102,7 @@ def read_shards(shards_dir: str | os.PathLike, passages: list[Passage]) -> tuple
         )
     metas = []
     for path in infos:
-        try:
-            metas.append(json.loads(path.read_text()))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise DataFormatError(f"{path}: not a shard description ({e})") from e
+        metas.append(read_json(path))
     num_shards = metas[0]["num_shards"]
     done = {m["shard"] for m in metas if m["num_shards"] == num_shards}
     if len({m["num_shards"] for m in metas}) > 1:
@@ -123,8 +121,8 @@ def read_shards(shards_dir: str | os.PathLike, passages: list[Passage]) -> tuple
             raise DataFormatError(f"{folder / name}.json: encoded from another corpus than the one given")
         try:  # allow_pickle=False: an object array (pickled Python objects) is refused, never loaded
             rows = np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise DataFormatError(f"{folder / name}.npy: not a float16 embedding array ({e})") from e
+        except (OSError, ValueError, SyntaxError, EOFError, tokenize.TokenError) as e:  # a damaged header: numpy parses it
+            raise DataFormatError(f"{folder / name}.npy: not a float16 embedding array ({str(e).splitlines()[0][:120]})") from e
         if rows.shape != (m["stop"] - m["start"], m["dim"]) or rows.dtype != np.float16:
             raise DataFormatError(f"{folder / name}.npy: shape {rows.shape} {rows.dtype} does not match its .json")
         arrays.append(rows)

@@ -22,7 +22,7 @@ import torch
 
 from ..errors import ConfigError, DataFormatError
 from ..retrieval.encoder import DualEncoder
-from ..storage import atomic_dir, recover
+from ..storage import atomic_dir, read_json, recover
 
 if TYPE_CHECKING:
     from .trainer import TrainConfig
@@ -61,7 +61,7 @@ def load_checkpoint(out: Path, cfg: TrainConfig) -> tuple[DualEncoder, dict]:
     state_file = out / "last" / CHECKPOINT_STATE
     if not state_file.exists():
         raise ConfigError(f"cannot resume: {state_file} not found (train without --resume first)")
-    state = json.loads(state_file.read_text())
+    state = read_json(state_file)
     if cfg.model is not None and cfg.model != state["config"]["model"]:
         trained_from = state["config"]["model"] or "the default encoder"
         raise ConfigError(f"cannot resume: {out} was trained from {trained_from!r}, not {cfg.model!r}")

@@ -201,8 +201,10 @@ def load_or_build_training_data(
     given = all(ex.positive_ctxs for ex in qa)  # DPR JSON with its own positives: no corpus involved
     pool: list[Passage] | None = None if given else load_corpus(cfg.corpus)
     if cfg.resume and (data_dir / "train.json").exists():
+        if not (data_dir / "dev.json").exists():  # written by every run, empty or not: its loss is not a "no dev set"
+            raise ConfigError(f"cannot resume: {data_dir / 'dev.json'} is missing (the run's dev set); start a new run")
         train = load_dpr_json(data_dir / "train.json")
-        dev = load_dpr_json(data_dir / "dev.json") if (data_dir / "dev.json").exists() else []
+        dev = load_dpr_json(data_dir / "dev.json", allow_empty=True)
     else:
         scores = None
         if given:
@@ -222,8 +224,7 @@ def load_or_build_training_data(
             raise ConfigError("no training examples: no question has a positive passage")
         if is_main:
             save_dpr_json(train, data_dir / "train.json", scores)
-            if dev:
-                save_dpr_json(dev, data_dir / "dev.json", scores)
+            save_dpr_json(dev, data_dir / "dev.json", scores)
     if pool is None:
         pool = list({p.id or p.text: p for ex in train for p in [*ex.positive_ctxs, *ex.hard_negative_ctxs]}.values())
     return train, dev, pool

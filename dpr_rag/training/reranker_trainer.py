@@ -37,7 +37,7 @@ from ..data.qa import QAExample, load_dpr_json
 from ..errors import ConfigError
 from ..plots import plot_training_log
 from ..retrieval.rerank import MAX_CANDIDATES, CrossEncoderReranker
-from ..storage import atomic_dir, atomic_file, check_output_folder, recover
+from ..storage import atomic_dir, atomic_file, check_output_folder, read_json, recover
 from .checkpoints import CHECKPOINT_STATE, restore_training_state, save_checkpoint
 from .distant_supervision import save_dpr_json, split_train_dev
 from .rerank_loss import group_softmax_loss
@@ -145,7 +145,7 @@ def load_data(cfg: RerankerTrainConfig) -> tuple[list[QAExample], list[QAExample
     for name in ("train.json", "dev.json", "first_stage.json"):
         if not (data / name).is_file():
             raise ConfigError(f"cannot resume: {data / name} is missing (start a new run without --resume)")
-    meta = json.loads((data / "first_stage.json").read_text())
+    meta = read_json(data / "first_stage.json")
     return load_dpr_json(data / "train.json"), load_dpr_json(data / "dev.json"), meta.get(f"dev_top{cfg.dev_k}")
 
 
@@ -201,7 +201,7 @@ def _load_state(cfg: RerankerTrainConfig) -> dict:
     path = Path(cfg.out) / "last" / CHECKPOINT_STATE
     if not path.is_file():
         raise ConfigError(f"cannot resume: {path} not found (train without --resume first)")
-    state = json.loads(path.read_text())
+    state = read_json(path)
     for name in MUST_MATCH_ON_RESUME:
         if getattr(cfg, name) != state["config"][name]:
             raise ConfigError(f"cannot resume with a different {name} ({getattr(cfg, name)!r} vs {state['config'][name]!r})")
