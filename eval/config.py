@@ -64,6 +64,7 @@ class EvalConfig:
     seed: int = 0
     show_progress: bool = True  # tqdm bars on stderr
     command: str | None = None  # the command line that ran this; None = rebuilt from the settings
+    public: bool = False  # a report others see (the app): no server paths in its settings (give `command` as shown)
 
     def __post_init__(self) -> None:
         """Validate and normalise every option before any work starts (so a typo fails in a second, not an hour)."""
@@ -102,7 +103,7 @@ class EvalConfig:
             raise ConfigError("--with-base adds the base model beside the reader; with --base-generator it is the reader")
         if self.with_base and not self.generate:
             raise ConfigError("--with-base needs --generate (the reader's modes)")
-        for name in ("bf16", "fallback"):
+        for name in ("bf16", "fallback", "public"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.fallback and not [m for m in self.generate + self.with_base if m != "closed-book"]:

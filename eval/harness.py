@@ -186,7 +186,7 @@ def _retrieval_comparisons(config: EvalConfig, found: _Retrieval) -> list[dict]:
 
 
 def _settings(config: EvalConfig, searcher: Searcher, names: list[str], n_loaded: int, started: str, seconds: float) -> dict:
-    return {
+    settings = {
         "qa": config.qa,
         "qa_source": config.qa or "embedded: FanOutQA dev single-hop sub-questions",
         "n_questions_in_file": n_loaded,
@@ -230,6 +230,17 @@ def _settings(config: EvalConfig, searcher: Searcher, names: list[str], n_loaded
         "cwd": str(Path.cwd()),
         "command": config.command or config.to_command(),
     }
+    return _redacted(settings) if config.public else settings
+
+
+def _redacted(settings: dict) -> dict:
+    """A report shown to the public (the app): file names without their server folders, no working directory."""
+    for key in ("qa", "qa_source", "corpus", "corpus_source", "model", "model_source", "generator", "rag", "rerank"):
+        value = settings.get(key)
+        if isinstance(value, str) and ("/" in value or "\\" in value):
+            settings[key] = Path(value).name
+    settings.pop("cwd", None)
+    return settings
 
 
 def _generator_source(config: EvalConfig) -> str:

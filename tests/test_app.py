@@ -92,6 +92,7 @@ def test_examples_are_real_questions_of_the_default_set():
         ("a\\..\\b c.jsonl", "b_c.jsonl"),
         ("/abs/x.tsv", "x.tsv"),
         ("ok-1.tsv", "ok-1.tsv"),
+        ("q" * 200 + ".jsonl", "q" * 74 + ".jsonl"),  # cut to 80 characters, the extension kept
     ],
 )
 def test_safe_name_keeps_no_path(name, expected):

@@ -170,7 +170,7 @@ def test_trained_model_has_a_loss_curve_and_is_selectable_everywhere(client, tmp
     assert "model: tiny (trained here" in summary
 
 
-def test_evaluate_shows_the_table_plot_and_report(client):
+def test_evaluate_shows_the_table_plot_and_report(client, app):
     summary, table, plot, report, _ = client.predict(
         "Default questions", None, "default", ["bm25", "dense"], "1,5,20", 10, api_name="/evaluate"
     )
@@ -179,10 +179,15 @@ def test_evaluate_shows_the_table_plot_and_report(client):
     assert set(rows) == {("bm25", "all (10)"), ("dense", "all (10)"), ("bm25", "answerable (10)"), ("dense", "answerable (10)")}
     assert rows["bm25", "all (10)"][4] == 100.0 and rows["bm25", "all (10)"][5] > 0  # every toy answer is in BM25's top 20
     assert "**10 questions**" in summary and "python -m eval.run" in summary
+    assert "/" not in summary.split("Reproduce:")[1]  # no server path (reports folder, uploads, corpus, model)
     assert open(plot, "rb").read(4) == b"\x89PNG"
+    name = report.rsplit("/", 1)[-1].removesuffix(".zip")
+    assert re.fullmatch(r"\d{8}-\d{6}-default-[A-Za-z0-9_-]{16}", name)  # a timestamp alone could be guessed
     with zipfile.ZipFile(report) as z:
         assert {"report.json", "report.md", "per_question.jsonl", "topk.png"} <= set(z.namelist())
-        assert json.loads(z.read("report.json"))["n_questions"] == 10
+        saved = json.loads(z.read("report.json"))
+        assert saved["n_questions"] == 10 and "cwd" not in saved["settings"]
+        assert str(app.folder) not in z.read("report.json").decode() + z.read("report.md").decode()
     with pytest.raises(AppError, match="choose at least one retriever"):
         client.predict("Default questions", None, "default", [], "1", 0, api_name="/evaluate")
     with pytest.raises(AppError, match="--k must be"):

@@ -60,3 +60,49 @@ def test_check_output_folder_accepts_new_empty_and_own_folders(tmp_path):
     (tmp_path / "own").mkdir()
     (tmp_path / "own" / "m").write_text("")
     check_output_folder(tmp_path / "own", ("m",), "x")
+
+
+def test_an_index_folder_finds_its_model_from_any_folder(tmp_path, corpus, tiny_model_dir, monkeypatch, toy_passages):
+    import shutil
+
+    from dpr_rag.retrieval.searcher import Searcher
+
+    shutil.copytree(tiny_model_dir, tmp_path / "enc")
+    monkeypatch.chdir(tmp_path)
+    assert index_cli.main(["--corpus", str(corpus), "--model", "enc", "--out", "idx"]) == 0  # a relative --model
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    hits = Searcher.open(index=tmp_path / "idx", show_progress=False).search(["mona lisa"], 2, "dense")[0]
+    assert len(hits) == 2
+
+
+def test_a_resumed_training_logs_each_step_once(tmp_path, tiny_model_dir):
+    import json
+    import threading
+
+    from test_trainer import FACTS, config
+
+    from dpr_rag.training.trainer import train
+
+    data = [
+        {"question": q, "answers": [a], "positive_ctxs": [{"title": t, "text": f"{t} was {x}.", "passage_id": f"p{i}"}]}
+        for i, (t, x, q, a) in enumerate(FACTS)
+    ]
+    qa = tmp_path / "train.json"
+    qa.write_text(json.dumps(data))
+    stop = threading.Event()
+    # checkpoints every 2 steps; stopped after step 3, so the log is one step past the checkpoint it resumes from
+    train(
+        config(tmp_path / "run", qa, tiny_model_dir, save_every=2),
+        callback=lambda r: stop.set() if r.get("step") == 3 else None,
+        cancel=stop,
+    )
+    train(config(tmp_path / "run", qa, tiny_model_dir, save_every=2, resume=True))
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    trained = [
+        s
+        for s, line in zip(steps, (tmp_path / "run" / "train_log.jsonl").read_text().splitlines(), strict=True)
+        if "loss" in line
+    ]
+    assert trained == sorted(set(trained)) and trained[-1] == 4

@@ -4,9 +4,12 @@ corpus; the top-k table, the accuracy-vs-k plot and the report folder as a zip t
 from __future__ import annotations
 
 import html
+import secrets
+import shlex
 import shutil
 import threading
 import time
+from pathlib import Path
 
 import gradio as gr
 import pandas as pd
@@ -98,11 +101,16 @@ def run_eval(
         examples = load_uploaded_qa(stored, shown, cfg.max_questions)  # parsed once: the harness takes these
         qa = str(stored)
     elif qa_choice == QA_DEFAULT:
-        qa = cfg.qa
+        qa, shown = cfg.qa, "the default questions"
     else:
         raise ConfigError(f"unknown question set {qa_choice!r}")
-    base = f"{time.strftime('%Y%m%d-%H%M%S')}-{safe_name(model.id.replace(':', '-'))}"
+    # Unguessable: a report is served to whoever asks for its name, so the name must not be a timestamp alone.
+    base = f"{time.strftime('%Y%m%d-%H%M%S')}-{safe_name(model.id.replace(':', '-'))}-{secrets.token_urlsafe(12)}"
     out = unique_folder(cfg.reports_dir, base)
+    shown_command = ["python", "-m", "eval.run", "--qa", Path(shown).name if qa else "(default)", "--corpus", live.name]
+    shown_command += ["--model", model.label, "--retrievers", ",".join(retrievers), "--k", ks] + (
+        ["--limit", str(limit)] if limit else []
+    )
     config = EvalConfig(
         qa=qa,
         corpus=live.path,
@@ -115,6 +123,8 @@ def run_eval(
         out=str(out),
         index_type=live.index_kind,
         show_progress=False,
+        public=True,  # no server paths in what the page and the zip show
+        command=shlex.join(shown_command),
     )
 
     def on_progress(stage: str, done: int, total: int) -> None:

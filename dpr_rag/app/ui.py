@@ -38,7 +38,8 @@ def status_payload(state: AppState) -> dict:
 
 
 def build_app(state: AppState) -> gr.Blocks:
-    with gr.Blocks(title="dpr-rag") as demo:
+    # Gradio keeps its own copy of every upload: delete_cache removes those older than a day, checked hourly.
+    with gr.Blocks(title="dpr-rag", delete_cache=(3600, 86400)) as demo:
         gr.Markdown(INTRO)
         banner = gr.HTML(elem_id="status-banner")
         status_json = gr.JSON(visible=False)

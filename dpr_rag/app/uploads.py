@@ -25,7 +25,10 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 def safe_name(name: str, fallback: str = "upload") -> str:
     """A file or folder name with no path parts, no leading dots, only [A-Za-z0-9._-], at most 80 characters."""
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
-    clean = _UNSAFE.sub("_", base).lstrip(".")[:80].strip("_")
+    clean = _UNSAFE.sub("_", base).lstrip(".").strip("_")
+    if len(clean) > 80:  # cut the stem, not the extension: the file type is read from it
+        suffix = Path(clean).suffix[:16]
+        clean = clean[: 80 - len(suffix)].rstrip("_.") + suffix
     return clean or fallback
 
 

@@ -124,7 +124,7 @@ def save_index_folder(
         if dense is not None:
             dense.save(tmp / "dense")
         manifest = {
-            "model": model,
+            "model": str(Path(model).resolve()) if model and Path(model).exists() else model,  # usable from any folder
             "corpus_fingerprint": corpus_fingerprint(passages),
             "n_passages": len(passages),
             "dense": dense is not None,

@@ -37,6 +37,7 @@ from .dev_eval import dev_accuracy
 from .distant_supervision import load_or_build_training_data
 from .dpr_loss import dpr_nll_loss, duplicate_positive_mask
 from .gradcache import grad_cache_backward
+from .train_log import start_log
 
 
 @dataclass
@@ -303,6 +304,8 @@ def train(
     if run.step == 0 and run.is_main:  # a fresh run: a new log, opened by the starting model's dev accuracy
         run.log_path.unlink(missing_ok=True)
         _log_dev_accuracy(run)
+    elif run.is_main:  # resumed: the log cut back to the checkpoint, so no step is logged twice
+        start_log(run.log_path, run.step)
     show = cfg.show_progress and run.is_main
     bar = tqdm(total=run.total_steps, initial=run.step, desc="training", unit="step", disable=not show)
     cancelled = False
