@@ -63,3 +63,42 @@ def test_twenty_clients_search_during_a_hot_swap_without_errors(server, tmp_path
     assert all(ids == {"p"} for t, ids in seen if t < swap["started"])
     assert all(ids == {"t"} for t, ids in seen if t > swap["done"] + 1.0)  # +1 s: a request finishing as the swap lands
     assert {"p"} in [ids for _, ids in seen] and {"t"} in [ids for _, ids in seen]
+
+
+def test_hostile_clients_do_not_slow_a_normal_search(server):
+    """Four clients send 200 KB 'expected answers' back to back (before the bound, each took minutes of CPU): they are
+    refused at once, and a normal client's median search latency stays within a small factor of its idle median."""
+    normal = Client(server.url, verbose=False)
+    wait_status(normal, index_ready())
+
+    def median_latency(n: int = 15) -> float:
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            normal.predict("who painted the mona lisa", "Leonardo da Vinci", "default", 5, api_name="/search")
+            times.append(time.perf_counter() - t0)
+        return sorted(times)[n // 2]
+
+    idle = median_latency()
+    stop, refused = threading.Event(), []
+
+    def hostile() -> None:
+        client = Client(server.url, verbose=False)
+        while not stop.is_set():
+            try:
+                client.predict("who painted the mona lisa", "x" * 200_000, "default", 20, api_name="/search")
+            except Exception as e:  # the app's refusal arrives as an AppError
+                refused.append("characters long" in str(e))
+
+    attackers = [threading.Thread(target=hostile) for _ in range(4)]
+    for t in attackers:
+        t.start()
+    try:
+        loaded = median_latency()
+    finally:
+        stop.set()
+        for t in attackers:
+            t.join()
+    print(f"\nmedian search latency: idle {idle * 1000:.0f} ms, under 4 hostile clients {loaded * 1000:.0f} ms")
+    assert refused and all(refused)
+    assert loaded < max(5 * idle, idle + 0.5)  # shared CPU, so a margin; before the bound it was ~100x

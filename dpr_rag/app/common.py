@@ -9,11 +9,24 @@ from dataclasses import dataclass, field
 
 import gradio as gr
 
-from ..errors import DprRagError
+from ..errors import ConfigError, DprRagError
 from .jobs import JobBusy
 from .state import DEFAULT_MODEL, AppState, ModelEntry
 
 log = logging.getLogger("dpr_rag.app")
+
+
+def whole_number(value, name: str, default: int) -> int:
+    """A number from the page (an int, or a float the slider sends) as an int; anything else is a ConfigError."""
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a whole number, got {str(value)[:20]!r}") from None
+    if not number.is_integer():
+        raise ConfigError(f"{name} must be a whole number, got {str(value)[:20]!r}")
+    return int(number)
 
 
 def session(request: gr.Request | None) -> str | None:

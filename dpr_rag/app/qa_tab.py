@@ -12,7 +12,7 @@ import gradio as gr
 from ..errors import ConfigError
 from ..rag.demonstrations import MAX_SHOTS
 from ..retrieval.searcher import RERANKED
-from .common import Shared, index_note, model_dropdown, session, user_errors
+from .common import Shared, index_note, model_dropdown, session, user_errors, whole_number
 from .examples import example_questions
 from .render import highlight
 from .state import AppState
@@ -113,10 +113,10 @@ def run_answer(
     if retriever_label not in retriever_choices(state):
         raise ConfigError(f"unknown retriever {retriever_label!r}; choose one of {', '.join(retriever_choices(state))}")
     mode = MODES[mode_label]
-    k = int(k or 5)
+    k = whole_number(k, "k", 5) or 5
     if not 1 <= k <= MAX_RAG_K:
         raise ConfigError(f"k must be between 1 and {MAX_RAG_K}")
-    shots = state.config.shots if shots is None else int(shots)
+    shots = whole_number(shots, "shots", state.config.shots)
     if not 0 <= shots <= MAX_SHOTS:
         raise ConfigError(f"shots must be between 0 and {MAX_SHOTS}")
     live = state.require_live()

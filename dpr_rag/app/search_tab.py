@@ -11,7 +11,7 @@ from ..errors import ConfigError
 from ..retrieval.base import MAX_K
 from ..retrieval.rerank import RerankedRetriever
 from ..retrieval.searcher import reranked
-from .common import Shared, index_note, model_dropdown, session, user_errors
+from .common import Shared, index_note, model_dropdown, session, user_errors, whole_number
 from .examples import example_questions
 from .render import hits_html, message_html, parse_answers
 from .state import AppState
@@ -40,7 +40,7 @@ def run_search(state: AppState, question: str, expected: str, model_id: str, k, 
     question = (question or "").strip()
     if not question:
         raise ConfigError("type a question first")
-    k = int(k or 5)
+    k = whole_number(k, "k", 5) or 5
     if not 1 <= k <= min(MAX_K, MAX_UI_K):
         raise ConfigError(f"k must be between 1 and {MAX_UI_K}")
     if rerank and not state.config.reranker:
