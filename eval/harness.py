@@ -320,7 +320,28 @@ def run_evaluation(
     }
     per_question = _per_question(examples, answerable, found, made)
     stages.check_cancel()
-    with atomic_dir(out) as tmp:
-        write_report(tmp, report, per_question)
-        write_trec_runs(tmp, [ex.id or str(i + 1) for i, ex in enumerate(examples)], found.hits)
+    try:
+        with atomic_dir(out) as tmp:
+            write_report(tmp, report, per_question)
+            write_trec_runs(tmp, [ex.id or str(i + 1) for i, ex in enumerate(examples)], found.hits)
+    except Exception as e:  # all the work is done: keep its figures even when the report cannot be written
+        kept = keep_figures(out, report, per_question)
+        raise DprRagError(f"could not write the report {out} ({e}); its figures are kept in {kept}") from e
     return report, out
+
+
+def keep_figures(out: Path, report: dict, per_question: list[dict]) -> Path:
+    """The computed report as plain ASCII JSON beside the report folder that could not be written (or in the temp
+    folder when even that fails), so an hour of evaluation is never lost to a late error."""
+    import json
+    import tempfile
+
+    payload = json.dumps({"report": report, "per_question": per_question}, ensure_ascii=True, default=str)
+    for folder in (out.parent, Path(tempfile.gettempdir())):
+        path = folder / f"{out.name}.figures-{time.strftime('%Y%m%d-%H%M%S')}.json"
+        try:
+            path.write_text(payload, encoding="ascii")
+            return path
+        except OSError:
+            continue
+    raise DprRagError(f"could not write the report {out}, nor keep its figures anywhere")

@@ -61,3 +61,27 @@ def test_dpr_json_with_a_huge_number_or_a_surrogate(tmp_path):
     path.write_text('[{"question": "q \\ud800", "answers": ["a"]}]')
     with pytest.raises(DataFormatError, match="lone surrogate"):
         load_qa(path)
+
+
+def test_eval_keeps_its_figures_when_the_report_fails_late(tmp_path, monkeypatch, toy_passages):
+    import json
+
+    import eval.harness as harness
+    from dpr_rag.data.passages import save_jsonl
+    from dpr_rag.errors import DprRagError
+    from eval.config import EvalConfig
+
+    corpus, qa = tmp_path / "c.jsonl", tmp_path / "q.jsonl"
+    save_jsonl(toy_passages, corpus)
+    qa.write_text('{"question": "who painted the mona lisa", "answer": ["Leonardo da Vinci"]}\n')
+
+    def fail(*args, **kwargs):
+        raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
+
+    monkeypatch.setattr(harness, "write_report", fail)
+    config = EvalConfig(qa=str(qa), corpus=str(corpus), retrievers=["bm25"], k=[1], out=str(tmp_path / "r"), show_progress=False)
+    with pytest.raises(DprRagError, match="its figures are kept in"):
+        harness.run_evaluation(config)
+    (kept,) = tmp_path.glob("r.figures-*.json")
+    assert json.loads(kept.read_text())["report"]["retrieval"]["bm25"]["1"] == 100.0
+    assert not (tmp_path / "r").exists()  # no half report
