@@ -287,3 +287,21 @@ def test_qa_offers_the_reranked_retriever_only_with_a_reranker(rerank_client, cl
         client.predict("who wrote hamlet", "RAG-Token", "default", 3, "Dense + rerank", 0, api_name="/answer")
     with pytest.raises(AppError, match="no reranker"):
         client.predict("who painted the mona lisa", "", "default", 3, True, api_name="/search")
+
+
+def test_gradios_upload_copies_expire(tmp_path_factory, tiny_model_dir, tmp_path):
+    folder = tmp_path_factory.mktemp("app-ttl")
+    gradio_tmp = folder / "gradio-tmp"
+    with serving(folder, tiny_model_dir, DPR_RAG_APP_UPLOAD_TTL="2", GRADIO_TEMP_DIR=str(gradio_tmp)) as server:
+        c = Client(server.url, verbose=False)
+        wait_status(c, index_ready())
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text("not json\n")
+        with pytest.raises(AppError):
+            c.predict(handle_file(str(bad)), "flat (exact)", api_name="/corpus_build")
+        copies = lambda: [p for p in gradio_tmp.rglob("bad.jsonl")]  # noqa: E731
+        assert copies(), "Gradio keeps a copy of the upload"
+        deadline = time.time() + 30
+        while copies() and time.time() < deadline:
+            time.sleep(0.5)
+        assert not copies()  # removed once older than DPR_RAG_APP_UPLOAD_TTL

@@ -8,6 +8,7 @@ DPR_RAG_APP_BASE_GENERATOR  1: the bare Gemma 3 270M instead of the shipped read
 DPR_RAG_APP_RERANKER     reranker of the "+ rerank" retrievers (Search and QA tabs): a cross-encoder folder or hub id
                          (python -m dpr_rag.train_reranker), or "upr" (zero-shot, the generator's question likelihood);
                          default: none (the tabs then offer no reranking)
+DPR_RAG_APP_UPLOAD_TTL   seconds Gradio keeps its own copy of an upload (default 86,400: a day; checked hourly)
 DPR_RAG_APP_QA           questions used for the examples and as the "default" set of Train and Evaluate;
                          default: the embedded FanOutQA sub-questions
 DPR_RAG_APP_DATA         the app's data folder (uploads, trained models, reports); default $DPR_RAG_CACHE/app
@@ -82,6 +83,7 @@ class AppConfig:
     shots: int = 0
     base_generator: bool = False
     reranker: str | None = None
+    upload_ttl: int = 86_400
 
     def __post_init__(self) -> None:
         check_float("max_upload_mb", self.max_upload_mb, gt=0)
@@ -92,6 +94,7 @@ class AppConfig:
         check_int("server_port", self.server_port, 0, 65535)
         check_int("shots", self.shots, 0, MAX_SHOTS)
         check_bool("base_generator", self.base_generator)
+        check_int("upload_ttl", self.upload_ttl, 1)
         if self.base_generator and self.generator:
             raise ConfigError("DPR_RAG_APP_BASE_GENERATOR and DPR_RAG_APP_GENERATOR: give one of them")
 
@@ -103,10 +106,11 @@ class AppConfig:
             max_questions = int(_env("DPR_RAG_APP_MAX_QUESTIONS") or DEFAULT_MAX_QUESTIONS)
             port = int(_env("GRADIO_SERVER_PORT") or 7860)
             shots = int(_env("DPR_RAG_APP_SHOTS") or 0)
+            upload_ttl = int(_env("DPR_RAG_APP_UPLOAD_TTL") or 86_400)
         except ValueError as e:
             raise ConfigError(
-                f"DPR_RAG_APP_MAX_UPLOAD_MB, DPR_RAG_APP_MAX_PASSAGES, DPR_RAG_APP_MAX_QUESTIONS, DPR_RAG_APP_SHOTS and "
-                f"GRADIO_SERVER_PORT must be numbers: {e}"
+                f"DPR_RAG_APP_MAX_UPLOAD_MB, DPR_RAG_APP_MAX_PASSAGES, DPR_RAG_APP_MAX_QUESTIONS, DPR_RAG_APP_SHOTS, "
+                f"DPR_RAG_APP_UPLOAD_TTL and GRADIO_SERVER_PORT must be numbers: {e}"
             ) from e
         if not 0 <= shots <= MAX_SHOTS:
             raise ConfigError(f"DPR_RAG_APP_SHOTS={shots}: give 0 to {MAX_SHOTS} demonstrations")
@@ -137,6 +141,7 @@ class AppConfig:
             shots=shots,
             base_generator=_flag("DPR_RAG_APP_BASE_GENERATOR"),
             reranker=_path("DPR_RAG_APP_RERANKER", False),
+            upload_ttl=upload_ttl,
         )
 
     @property

@@ -38,8 +38,9 @@ def status_payload(state: AppState) -> dict:
 
 
 def build_app(state: AppState) -> gr.Blocks:
-    # Gradio keeps its own copy of every upload: delete_cache removes those older than a day, checked hourly.
-    with gr.Blocks(title="dpr-rag", delete_cache=(3600, 86400)) as demo:
+    # Gradio keeps its own copy of every upload: delete_cache removes those older than the TTL (default a day).
+    ttl = state.config.upload_ttl
+    with gr.Blocks(title="dpr-rag", delete_cache=(min(3600, ttl), ttl)) as demo:
         gr.Markdown(INTRO)
         banner = gr.HTML(elem_id="status-banner")
         status_json = gr.JSON(visible=False)
