@@ -73,3 +73,24 @@ def test_an_uploaded_huge_passage_is_split_into_dpr_blocks(tmp_path):
     assert passages[0].id == "a" and len(passages) == 1 + 2500
     assert passages[1].id == "b-1" and passages[1].title == "B" and max(len(p.text.split()) for p in passages) == 100
     assert " ".join(p.text for p in passages[1:]) == huge  # nothing lost
+
+
+@pytest.mark.parametrize(
+    "argv, field",
+    [
+        (["--batch-size", "0"], "batch_size"),
+        (["--index-type", "hnsw", "--hnsw-m", "1"], "hnsw_m"),
+        (["--index-type", "ivfpq", "--nlist", "0"], "nlist"),
+        (["--index-type", "ivfpq", "--pq-m", "-4"], "pq_m"),
+    ],
+)
+def test_index_cli_flags_give_one_error_line(tmp_path, toy_passages, tiny_model_dir, argv, field):
+    import subprocess
+    import sys
+
+    corpus = tmp_path / "c.jsonl"
+    save_jsonl(toy_passages, corpus)
+    cmd = [sys.executable, "-m", "dpr_rag.index", "--corpus", str(corpus), "--model", str(tiny_model_dir), "--no-cache", *argv]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(f"error: {field} must be")
