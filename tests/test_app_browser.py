@@ -87,7 +87,7 @@ def test_evaluate_tab_shows_table_plot_and_report(page):
     expected = [[r, f"{subset} (24)"] for subset in ("all", "answerable") for r in ("bm25", "dense", "hybrid")]
     assert [row[:2] for row in shown["rows"]] == expected
     assert shown["rows"][0][4] == "100"  # BM25's top-20 over 24 toy passages
-    assert re.search(r"\d{8}-\d{6}-default\s*\.zip", shown["report"]) and "24 questions" in shown["summary"]
+    assert re.search(r"\d{8}-\d{6}-default-[A-Za-z0-9_-]{16}\s*\.zip", shown["report"]) and "24 questions" in shown["summary"]
     expect(page.locator("#eval-plot img")).to_have_attribute("src", re.compile(r"topk\.png"))
     pages.screenshot(page, "evaluate")
 

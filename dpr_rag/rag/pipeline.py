@@ -30,7 +30,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from ..config_checks import check_int
 from ..data.passages import Passage, load_corpus
 from ..errors import ConfigError
-from ..retrieval.base import MAX_K, MAX_QUERY_CHARS, Retriever, SearchHit
+from ..retrieval.base import MAX_K, MAX_QUERY_CHARS, Retriever, SearchHit, check_text_is_unicode
 from ..retrieval.dense import DenseRetriever
 from ..retrieval.rerank import DEFAULT_CANDIDATES
 from ..retrieval.searcher import Searcher, dense_index, reranked
@@ -406,6 +406,7 @@ def check_questions(questions: list[str]) -> None:
             raise ConfigError("empty question" if len(questions) == 1 else f"question {i + 1} is empty")
         if len(q) > MAX_QUERY_CHARS:
             raise ConfigError(f"question {i + 1} is {len(q):,} characters long; the limit is {MAX_QUERY_CHARS:,}")
+        check_text_is_unicode(q, "the question" if len(questions) == 1 else f"question {i + 1}")
 
 
 def check_mode(mode: str) -> None:

@@ -29,6 +29,15 @@ class Retriever(Protocol):
         ...
 
 
+def check_text_is_unicode(text: str, what: str) -> None:
+    """A lone surrogate ("\\ud800", possible in a Python str or a JSON string, never in UTF-8) is not text: the
+    tokenizers and every UTF-8 writer fail on it, so refuse it up front."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ConfigError(f"{what} holds a lone surrogate ({e.object[e.start : e.end]!a}), not valid text") from None
+
+
 def check_queries(queries: list[str] | str, k: int) -> list[str]:
     """Validate a search call: a non-empty list of non-blank queries and 1 <= k <= MAX_K."""
     if isinstance(queries, str):
@@ -41,6 +50,7 @@ def check_queries(queries: list[str] | str, k: int) -> list[str]:
             raise ConfigError(f"query {i + 1} is empty")
         if len(q) > MAX_QUERY_CHARS:
             raise ConfigError(f"query {i + 1} is {len(q):,} characters long; the limit is {MAX_QUERY_CHARS:,}")
+        check_text_is_unicode(q, f"query {i + 1}")
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
         raise ConfigError(f"k must be an integer between 1 and {MAX_K}, got {k!r}")
     return queries
