@@ -22,7 +22,7 @@ from ..errors import ConfigError
 from ..matching import answer_matcher
 
 if TYPE_CHECKING:
-    from .pipeline import RagAnswer
+    from .answers import RagAnswer
 
 
 def is_grounded(answer: RagAnswer) -> bool:

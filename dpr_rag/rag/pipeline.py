@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import dataclass, field
 
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
@@ -30,10 +29,11 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from ..config_checks import check_int
 from ..data.passages import Passage, load_corpus
 from ..errors import ConfigError
-from ..retrieval.base import MAX_K, MAX_QUERY_CHARS, Retriever, SearchHit, check_text_is_unicode
+from ..retrieval.base import MAX_K, Retriever, SearchHit
 from ..retrieval.dense import DenseRetriever
 from ..retrieval.rerank import DEFAULT_CANDIDATES
 from ..retrieval.searcher import Searcher, dense_index, reranked
+from .answers import MODES, Provenance, RagAnswer, check_mode, check_questions  # noqa: F401 (re-exported)
 from .default_generator import shipped_reader
 from .demonstrations import few_shot_template
 from .fallback import is_grounded, with_fallback
@@ -43,27 +43,8 @@ from .priors import TEMPERATURES, default_temperature  # noqa: F401 (TEMPERATURE
 from .prompting import ZERO_SHOT, PromptTemplate
 from .rag_folder import RAG_CONFIG, load_rag_config, rag_folder  # noqa: F401 (RAG_CONFIG: re-exported)
 
-MODES = ("sequence", "token", "standard", "closed-book")
 DEFAULT_SEQUENCE_BEAMS = 4
 SCORING_SLACK = 8  # context kept free beyond max_new_tokens: a decoded answer re-encoded (+ eos) may take a few more tokens
-
-
-@dataclass
-class Provenance:
-    passage: Passage
-    retrieval_score: float
-    prior: float  # p(z | x)
-    posterior: float  # p(z | x, y)
-
-
-@dataclass
-class RagAnswer:
-    question: str
-    answer: str
-    mode: str
-    logprob: float  # log p(answer | question) under the mode's marginal
-    passages: list[Provenance] = field(default_factory=list)
-    fallback: bool = False  # the passages did not support the RAG answer: this is the closed-book one (`fallback.py`)
 
 
 class _MixturePerQuestion(LogitsProcessor):
@@ -394,21 +375,3 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
         return True
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape and torch.equal(sa[k], sb[k]) for k in sa)
-
-
-def check_questions(questions: list[str]) -> None:
-    if isinstance(questions, str):
-        raise ConfigError("pass a list of questions, not a single string")
-    if not questions:
-        raise ConfigError("no questions given")
-    for i, q in enumerate(questions):
-        if not isinstance(q, str) or not q.strip():
-            raise ConfigError("empty question" if len(questions) == 1 else f"question {i + 1} is empty")
-        if len(q) > MAX_QUERY_CHARS:
-            raise ConfigError(f"question {i + 1} is {len(q):,} characters long; the limit is {MAX_QUERY_CHARS:,}")
-        check_text_is_unicode(q, "the question" if len(questions) == 1 else f"question {i + 1}")
-
-
-def check_mode(mode: str) -> None:
-    if mode not in MODES:
-        raise ConfigError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
