@@ -16,11 +16,17 @@ HELP = {
     "out": "output folder (best/, last/, data/, train_log.jsonl)",
     "qa": "QA file: NQ-open .jsonl or DPR .json/.csv (default: embedded fanoutqa questions); without passages "
     "they are turned into training examples by distant supervision against --corpus",
+    "synthetic": "DPR JSON of synthetic questions (python -m dpr_rag.generate_questions) added to the training part "
+    "(never to dev); alone, it is split into train and dev itself",
     "corpus": "passages for distant supervision and random negatives (default: embedded Wikipedia summaries)",
     "model": "starting encoder (default all-MiniLM-L6-v2)",
     "shared": "one model for questions and passages instead of DPR's two",
     "batch_size": "questions per step (over all processes)",
     "hard_negatives": "BM25 hard negatives per question (0 = in-batch negatives only)",
+    "negatives": "hard negatives from bm25 (DPR), dense (the starting encoder's top hits, answer-bearing ones skipped) or both",
+    "negative_margin": "dense negatives: skip candidates the encoder scores within this cosine of the positive "
+    "(likely false negatives; sentence-transformers' absolute_margin)",
+    "gold_title_positives": "prefer an answer-bearing passage of the article the data names as gold (FanOutQA) as positive",
     "temperature": "softmax temperature (default 0.05 for L2-normalised encoders, else 1.0)",
     "grad_cache_chunk": "gradient caching: encode in chunks of this many sequences (0 = off)",
     "dev_fraction": "share of questions held out for model selection",

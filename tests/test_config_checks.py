@@ -79,6 +79,11 @@ def test_check_float_refuses_two_bounds_on_one_side():
 TRAIN_BAD = [  # (field, bad value) for TrainConfig
     ("out", ""),
     ("out", None),
+    ("negative_margin", -0.1),
+    ("negative_margin", 3.0),
+    ("negatives", "random"),
+    ("gold_title_positives", "yes"),
+    ("synthetic", 3),
     ("epochs", 0),
     ("epochs", 1.5),
     ("epochs", True),

@@ -11,7 +11,7 @@ import json
 import os
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
@@ -37,6 +37,7 @@ class DistantSupervisionStats:
     n_kept: int = 0
     n_no_positive: int = 0  # dropped: no BM25 hit in the top-k contains an answer
     n_no_hard_negative: int = 0  # kept, but got fewer hard negatives than asked for
+    n_gold_title: int = 0  # kept with a positive from the gold article the data names (`gold_titles`)
     scores: dict[tuple[str, str], float] = field(default_factory=dict, repr=False, compare=False)
 
     def summary(self) -> str:
@@ -44,7 +45,7 @@ class DistantSupervisionStats:
         return (
             f"{self.n_questions} questions: kept {self.n_kept} ({pct:.1f}%), dropped {self.n_no_positive} "
             f"with no answer-bearing passage in the BM25 top-k; {self.n_no_hard_negative} kept with fewer "
-            f"hard negatives than asked"
+            f"hard negatives than asked" + (f"; {self.n_gold_title} positives from the gold article" if self.n_gold_title else "")
         )
 
 
@@ -56,6 +57,7 @@ def distant_supervision(
     match: str = "string",
     batch_size: int = 256,
     show_progress: bool = True,
+    by_title: Mapping[str, Sequence[Passage]] | None = None,
 ) -> tuple[list[QAExample], DistantSupervisionStats]:
     """Label BM25 passages as positive / hard negative for each question, as DPR did for TriviaQA/WQ/TREC.
 
@@ -65,6 +67,9 @@ def distant_supervision(
     - hard negatives: the highest-ranked hits whose text contains no answer, in BM25 order, at most
       `max_hard_negatives` (a hit ranked above the positive is a hard negative too); a hit whose title alone
       contains an answer is neither (it is likely a false negative, so it is skipped);
+    - gold-title positives: with `by_title` (the corpus's passages per title), a question whose data names its gold
+      articles (`gold_titles`, as FanOutQA does) takes as positive the first answer-bearing passage of those articles,
+      wherever BM25 ranks it, over any other hit (an answer string in an unrelated article is often a coincidence);
     - no positive: the question is dropped and counted in `n_no_positive`.
     Kept questions become new QAExamples (same question, answers, id, gold_titles) with
     positive_ctxs=[positive], hard_negative_ctxs=[...], negative_ctxs=[]; input examples are not modified.
@@ -92,6 +97,11 @@ def distant_supervision(
                         hard.append(hit)
                     if positive is not None and len(hard) >= max_hard_negatives:
                         break
+                gold = _gold_positive(ex, by_title, contains) if by_title else None
+                if gold is not None:
+                    stats.n_gold_title += 1
+                    hard = [h for h in hard if h.passage.id != gold.id]
+                    positive = SearchHit(gold, next((h.score for h in hits if h.passage.id == gold.id), 0.0), 0)
                 if positive is None:
                     stats.n_no_positive += 1
                     continue
@@ -113,6 +123,17 @@ def distant_supervision(
             bar.update(len(batch))
     stats.n_kept = len(kept)
     return kept, stats
+
+
+def _gold_positive(ex: QAExample, by_title: Mapping[str, Sequence[Passage]], contains) -> Passage | None:
+    return next((p for t in ex.gold_titles for p in by_title.get(t, ()) if contains(p.text)), None)
+
+
+def passages_by_title(passages: Sequence[Passage]) -> dict[str, list[Passage]]:
+    out: dict[str, list[Passage]] = {}
+    for p in passages:
+        out.setdefault(p.title, []).append(p)
+    return out
 
 
 def question_key(question: str) -> str:
@@ -171,6 +192,26 @@ def save_dpr_json(examples: list[QAExample], path: str | os.PathLike, scores: Sc
         json.dump(data, f, ensure_ascii=False, indent=None)
 
 
+def _dense_negatives(cfg, train: list[QAExample], pool: list[Passage] | None, show_progress: bool) -> list[QAExample]:
+    """The training examples with hard negatives mined by the starting encoder over the corpus (`hard_negatives.py`)."""
+    from ..data.passages import load_corpus
+    from ..retrieval.searcher import Searcher
+    from .hard_negatives import mine_dense_negatives
+
+    searcher = Searcher(pool if pool is not None else load_corpus(cfg.corpus), model=cfg.model, show_progress=show_progress)
+    mined, stats = mine_dense_negatives(
+        train,
+        searcher.dense(),
+        n=max(cfg.hard_negatives, 10),
+        margin=cfg.negative_margin,
+        sources=cfg.negatives,
+        show_progress=show_progress,
+    )
+    if show_progress:
+        print(stats.summary())
+    return mined
+
+
 def with_positives(examples: list[QAExample]) -> tuple[list[QAExample], int]:
     """For data that already has contexts (DPR JSON): keep the examples with at least one positive_ctxs.
     Returns (kept, number dropped)."""
@@ -187,7 +228,9 @@ def load_or_build_training_data(
     `cfg.qa`; as they are when they carry positive passages (DPR JSON), else by distant supervision against
     `cfg.corpus`. They are saved under OUT/data in DPR's format; a resumed run reads them back, so it trains on
     exactly the same examples. The pool (random negatives for questions with too few hard negatives) is the
-    corpus, or every passage of the examples when no corpus is involved.
+    corpus, or every passage of the examples when no corpus is involved. `cfg.synthetic` (DPR JSON from
+    `dpr_rag.generate_questions`) is added to the training part only, never to dev (a synthetic question equal to a dev
+    question is dropped); with no `cfg.qa` either, the synthetic questions are split into train and dev themselves.
     """
     from pathlib import Path
 
@@ -196,6 +239,10 @@ def load_or_build_training_data(
     from ..retrieval.searcher import bm25_index
 
     data_dir = Path(out) / "data"
+    synthetic = load_dpr_json(cfg.synthetic) if getattr(cfg, "synthetic", None) else []
+    if qa is None and synthetic and cfg.qa is None:
+        qa = synthetic  # no labelled questions: the synthetic ones give the dev split too
+        synthetic = []
     if qa is None:
         qa = load_qa(cfg.qa)
     given = all(ex.positive_ctxs for ex in qa)  # DPR JSON with its own positives: no corpus involved
@@ -212,7 +259,11 @@ def load_or_build_training_data(
         else:
             assert pool is not None  # not given: the corpus was loaded above
             examples, stats = distant_supervision(
-                qa, bm25_index(pool), max_hard_negatives=max(cfg.hard_negatives, 10), show_progress=cfg.show_progress and is_main
+                qa,
+                bm25_index(pool),
+                max_hard_negatives=max(cfg.hard_negatives, 10),
+                show_progress=cfg.show_progress and is_main,
+                by_title=passages_by_title(pool) if cfg.gold_title_positives else None,
             )
             scores = stats.scores
             if is_main:
@@ -220,6 +271,10 @@ def load_or_build_training_data(
         train, dev = split_train_dev(examples, cfg.dev_fraction, seed=cfg.seed)
         if cfg.max_examples:
             train = train[: cfg.max_examples]
+        dev_keys = {question_key(ex.question) for ex in dev}
+        train += [ex for ex in with_positives(synthetic)[0] if question_key(ex.question) not in dev_keys]
+        if cfg.negatives != "bm25":
+            train = _dense_negatives(cfg, train, pool, show_progress=cfg.show_progress and is_main)
         if not train:
             raise ConfigError("no training examples: no question has a positive passage")
         if is_main:

@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from ..config_checks import MAX_SEED, check_bool, check_float, check_int, check_text
+from ..config_checks import MAX_SEED, check_bool, check_choice, check_float, check_int, check_text
 from ..data.passages import Passage
 from ..data.qa import QAExample
 from ..errors import ConfigError
@@ -37,19 +37,24 @@ from .dev_eval import dev_accuracy
 from .distant_supervision import load_or_build_training_data
 from .dpr_loss import dpr_nll_loss, duplicate_positive_mask
 from .gradcache import grad_cache_backward
+from .hard_negatives import NEGATIVE_SOURCES
 from .train_log import start_log
 
 
 @dataclass
 class TrainConfig:
     out: str
-    qa: str | None = None  # QA file; None = the embedded fanoutqa questions
+    qa: str | None = None  # QA file; None = the embedded fanoutqa questions (or, with `synthetic` only, none)
+    synthetic: str | None = None  # DPR JSON of synthetic questions (dpr_rag.generate_questions), training part only
     corpus: str | None = None  # corpus for distant supervision and random negatives; None = the default corpus
     model: str | None = None  # starting encoder; None = all-MiniLM-L6-v2
     shared: bool = False  # one model for questions and passages (DPR: separate)
     epochs: int = 1
     batch_size: int = 16  # questions per step, over all processes
     hard_negatives: int = 1
+    negatives: str = "bm25"  # where hard negatives come from: bm25, dense (the starting encoder's top hits) or both
+    negative_margin: float = 0.0  # dense: skip candidates scored within this of the positive (false negatives)
+    gold_title_positives: bool = False  # prefer an answer-bearing passage of the gold article the data names
     lr: float = 2e-5
     warmup_ratio: float = 0.1
     weight_decay: float = 0.0
@@ -70,6 +75,9 @@ class TrainConfig:
         check_int("epochs", self.epochs, 1)
         check_int("batch_size", self.batch_size, 1)
         check_int("hard_negatives", self.hard_negatives, 0)
+        check_choice("negatives", self.negatives, NEGATIVE_SOURCES)
+        check_float("negative_margin", self.negative_margin, ge=0, le=2)
+        check_text("synthetic", self.synthetic, optional=True)
         check_float("lr", self.lr, gt=0)
         check_float("warmup_ratio", self.warmup_ratio, ge=0, lt=1)
         check_float("weight_decay", self.weight_decay, ge=0)
@@ -81,7 +89,7 @@ class TrainConfig:
         check_int("max_examples", self.max_examples, 1, optional=True)
         check_int("seed", self.seed, 0, MAX_SEED)
         check_int("save_every", self.save_every, 0)
-        for name in ("shared", "resume", "show_progress"):
+        for name in ("shared", "resume", "show_progress", "gold_title_positives"):
             check_bool(name, getattr(self, name))
 
 
