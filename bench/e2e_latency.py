@@ -1,11 +1,13 @@
 """End-to-end latency, one question at a time as a user asks them: each retriever, then each RAG mode.
 
-    python bench/e2e_latency.py [--qa FILE] [--search-questions 100] [--rag-questions 10] [--precision fp32]
+    python bench/e2e_latency.py [--qa FILE] [--search-questions 100] [--rag-questions 10] [--reader DIR]
 
 Over the default corpus with its cached indexes (built first if missing, not timed), the default encoder and the
 default generator (Gemma 3 270M). Search latency includes encoding the question; RAG latency is question to
 answer: retrieval of k=5 passages (dense, as RAG's p(z|x) needs E_Q(x)·E_P(z)), generation and marginalisation.
-Prints p50/p95/mean and the ratio of each to BM25 (search) or closed-book (RAG); writes bench/results/e2e_latency.json.
+With `--reader DIR`, DPR's extractive reader (a `python -m dpr_rag.train_reader` folder) is timed too, over the dense
+top `--extractive-k` (default 10). Prints p50/p95/mean and the ratio of each to BM25 (search) or closed-book (RAG);
+writes bench/results/e2e_latency.json.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from bench.common import SHARED_NQ, machine, write_result  # noqa: E402
+from dpr_rag.rag.answers import GENERATIVE_MODES  # noqa: E402
 from dpr_rag.rag.generator import Generator  # noqa: E402
-from dpr_rag.rag.pipeline import MODES, RagPipeline  # noqa: E402
+from dpr_rag.rag.pipeline import RagPipeline  # noqa: E402
 from dpr_rag.retrieval.searcher import RETRIEVERS, Searcher  # noqa: E402
 
 DEFAULT_QA = SHARED_NQ
@@ -48,6 +51,9 @@ def main() -> None:
     ap.add_argument("--search-questions", type=int, default=100)
     ap.add_argument("--rag-questions", type=int, default=10)
     ap.add_argument("--k", type=int, default=20, help="hits per search (default 20)")
+    ap.add_argument("--reader", type=Path, help="an extractive reader folder: time the extractive mode too")
+    ap.add_argument("--extractive-k", type=int, default=10, help="passages the extractive reader reads (default 10)")
+    ap.add_argument("--modes", default=",".join(GENERATIVE_MODES), help="generative RAG modes to time (default all)")
     args = ap.parse_args()
 
     searcher = Searcher.open(None, show_progress=True)
@@ -67,9 +73,15 @@ def main() -> None:
             timed_each(lambda q, r=retriever: r.search([q], args.k), questions[: args.search_questions])
         )
     pipeline = RagPipeline(searcher.retriever("dense"), Generator.from_pretrained(None), k=5)
-    pipeline.answer(questions[0], "token")  # warm-up
-    for mode in MODES:
+    pipeline.answer(questions[0], "closed-book")  # warm-up
+    for mode in ["closed-book", *(m for m in args.modes.split(",") if m and m != "closed-book")]:
         result["rag"][mode] = percentiles(timed_each(lambda q, m=mode: pipeline.answer(q, m), questions[: args.rag_questions]))
+    if args.reader:
+        reader = RagPipeline(searcher.retriever("dense"), None, k=args.extractive_k)
+        reader.extractive_source = str(args.reader)
+        reader.answer(questions[0], "extractive")  # warm-up (loads the reader)
+        label = f"extractive (k={args.extractive_k})"
+        result["rag"][label] = percentiles(timed_each(lambda q: reader.answer(q, "extractive"), questions[: args.rag_questions]))
 
     print(
         f"\n| search (k={args.k}), one question at a time | p50 ms | p95 ms | mean ms | mean vs BM25 |\n|---|---:|---:|---:|---:|"
@@ -80,7 +92,7 @@ def main() -> None:
             f"{r['mean_ms'] / result['search']['bm25']['mean_ms']:.1f}x |"
         )
     print(
-        "\n| RAG mode (dense, k=5), question to answer | p50 s | p95 s | mean s | mean vs closed-book |"
+        "\n| mode (dense, k=5 unless named), question to answer | p50 s | p95 s | mean s | mean vs closed-book |"
         "\n|---|---:|---:|---:|---:|"
     )
     for mode, r in result["rag"].items():

@@ -1,6 +1,7 @@
-"""`python -m dpr_rag.answer "QUESTION"`: answer with RAG-Token, RAG-Sequence, standard RAG and closed-book, with
-provenance. The shipped reader (Gemma 3 270M with trained LoRA adapters) answers unless `--generator`, `--rag` or
-`--base-generator` chooses another."""
+"""`python -m dpr_rag.answer "QUESTION"`: answer with RAG-Token, RAG-Sequence, standard RAG, closed-book and DPR's
+extractive reader, with provenance. The shipped reader (Gemma 3 270M with trained LoRA adapters) generates unless
+`--generator`, `--rag` or `--base-generator` chooses another; the shipped extractive reader reads unless `--reader`
+chooses another. `--mode extractive` alone loads no generator."""
 
 from __future__ import annotations
 
@@ -8,17 +9,23 @@ import argparse
 import json
 import textwrap
 import time
+from dataclasses import asdict
 
 from .cli_common import add_corpus_args, add_rerank_args, run_cli
 from .errors import ConfigError
-from .rag.pipeline import MODES, RagPipeline
+from .extractive.model import shipped_extractive_reader
+from .rag.pipeline import MODES, RagAnswer, RagPipeline
 from .retrieval.searcher import RETRIEVERS
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dpr_rag.answer", description=__doc__)
     parser.add_argument("questions", nargs="+")
-    parser.add_argument("--mode", default="all", help=f"{'|'.join(MODES)}|all, or a comma-separated list (default all)")
+    parser.add_argument(
+        "--mode",
+        default="all",
+        help=f"{'|'.join(MODES)}|all, or a comma-separated list (default all: extractive too where a reader is shipped)",
+    )
     parser.add_argument("--k", type=int, default=5, help="passages to marginalise over (default 5)")
     parser.add_argument(
         "--beams",
@@ -46,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         help="a folder written by RAG training (python -m dpr_rag.train_rag): its query encoder and "
         "generator, over --corpus or the default corpus (hot-swapping: no retraining needed)",
     )
+    parser.add_argument(
+        "--reader", help="the extractive mode's reader folder (python -m dpr_rag.train_reader; default: the shipped one)"
+    )
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast while generating (faster on recent CPUs)")
     parser.add_argument(
         "--fallback",
@@ -57,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     add_rerank_args(parser, "rerank the retriever's top hits")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    modes = ["token", "sequence", "standard", "closed-book"] if args.mode == "all" else [m.strip() for m in args.mode.split(",")]
+    modes = [m.strip() for m in args.mode.split(",")]
+    if args.mode == "all":
+        modes = ["token", "sequence", "standard", "closed-book"]
+        modes += ["extractive"] if args.reader or shipped_extractive_reader() else []
     for m in modes:
         if m not in MODES:
             raise ConfigError(f"unknown mode {m!r}; choose from {', '.join(MODES)} or all")
@@ -80,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         reranker=args.rerank,
         rerank_candidates=args.rerank_candidates,
         rerank_fusion=args.rerank_fusion,
+        extractive_reader=args.reader if "extractive" in modes else None,
+        load_generator=any(m != "extractive" for m in modes),
     )
     pipeline.bf16 = args.bf16
     for mode in modes:
@@ -101,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                                 {"id": p.passage.id, "title": p.passage.title, "prior": p.prior, "posterior": p.posterior}
                                 for p in a.passages
                             ],
+                            **({"span": asdict(a.span)} if a.span else {}),
                         },
                         ensure_ascii=False,
                     )
@@ -108,10 +124,23 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             note = "  [closed-book: the passages lack the RAG answer]" if a.fallback else ""
             print(f"\n== {mode} ({seconds:.1f} s) | {question}\nanswer: {a.answer!r}  (log p = {a.logprob:.2f}){note}")
-            for p in a.passages:
+            for i, p in enumerate(a.passages):
                 print(f"  p(z|x)={p.prior:.2f}  p(z|x,y)={p.posterior:.2f}  {p.passage.title} (id {p.passage.id})")
-                print(textwrap.indent(textwrap.shorten(p.passage.text, 160), "      "))
+                print(textwrap.indent(_passage_line(a, i), "      "))
     return 0
+
+
+def _passage_line(a: RagAnswer, i: int) -> str:
+    """A passage's text, shortened; the extractive answer's own passage with the span marked [[like this]] instead."""
+    p = a.passages[i].passage
+    if a.span is None or a.span.passage != i:
+        return textwrap.shorten(p.text, 160)
+    s = a.span
+    title, text = p.title, p.text
+    if s.field == "title":
+        title = f"{title[: s.start]}[[{title[s.start : s.end]}]]{title[s.end :]}"
+        return f"(title: {title}) {textwrap.shorten(text, 140)}"
+    return f"...{text[max(0, s.start - 80) : s.start]}[[{text[s.start : s.end]}]]{text[s.end : s.end + 80]}..."
 
 
 if __name__ == "__main__":

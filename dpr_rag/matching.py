@@ -39,6 +39,10 @@ class SimpleTokenizer:
         tokens = [m.group() for m in self._regexp.finditer(text)]
         return [t.lower() for t in tokens] if uncased else tokens
 
+    def spans(self, text: str) -> list[tuple[str, int, int]]:
+        """(token, start, end) for each token of ``text`` as given (not normalised), with its character offsets."""
+        return [(m.group(), m.start(), m.end()) for m in self._regexp.finditer(text)]
+
 
 _TOKENIZER = SimpleTokenizer()
 

@@ -36,7 +36,8 @@ def plot_training_log(log_path: str | os.PathLike, out_png: str | os.PathLike, t
         ax2.plot([e[0] for e in evals], [e[1] for e in evals], "o-", color="tab:orange", label=label)
         ax2.set_ylabel(label + " (%)")
         ax2.legend(loc="upper right")
-    ax.legend(loc="upper left")
+    if steps:
+        ax.legend(loc="upper left")
     ax.set_title(title)
     fig.tight_layout()
     with atomic_file(out_png, "wb") as f:

@@ -60,6 +60,8 @@ def _open_pipeline(config: EvalConfig, searcher: Searcher) -> RagPipeline:
         searcher=searcher,
         shots=config.shots,
         retriever=config.rag_retriever,
+        extractive_reader=config.reader,
+        load_generator=any(m != "extractive" for m in config.generate + config.with_base),
     )
 
 
@@ -91,7 +93,7 @@ def generate_answers(
             answered[mode] = _answer_all(pipeline, questions, mode, stages, mode + suffix)
             _score(made, mode + suffix, *answered[mode], examples, answerable)
         if config.fallback:
-            for mode in [m for m in modes if m != "closed-book"]:
+            for mode in [m for m in modes if m not in ("closed-book", "extractive")]:  # an extracted span is grounded
                 rows, seconds = _with_fallback(pipeline, questions, *answered[mode], answered.get("closed-book"), stages)
                 _score(made, f"{mode} + fallback{suffix}", rows, seconds, examples, answerable)
     return made

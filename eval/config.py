@@ -25,6 +25,7 @@ GENERATION_MODES = (
     "token",
     "standard",
     "closed-book",
+    "extractive",
 )  # dpr_rag.rag.pipeline.MODES; checked against it when generating
 
 
@@ -41,6 +42,7 @@ class EvalConfig:
     generator: str | None = None  # None: the shipped reader (Gemma 3 270M + LoRA) unless base_generator
     rag: str | None = None  # a RAG training folder (python -m dpr_rag.train_rag --out) to answer with instead
     base_generator: bool = False  # the bare base model instead of the shipped reader
+    reader: str | None = None  # the extractive mode's reader folder (python -m dpr_rag.train_reader); None: the shipped one
     with_base: list[str] = field(default_factory=list)  # modes also answered by the bare base model ("<mode> (base)")
     bf16: bool = False  # bfloat16 autocast while generating (faster on CPUs with AVX512-BF16/AMX)
     rag_retriever: str = "dense"  # what RAG retrieves with: dense, bm25 or hybrid (or one of them + "+rerank")
@@ -103,6 +105,12 @@ class EvalConfig:
             raise ConfigError("--with-base adds the base model beside the reader; with --base-generator it is the reader")
         if self.with_base and not self.generate:
             raise ConfigError("--with-base needs --generate (the reader's modes)")
+        if "extractive" in self.with_base:
+            raise ConfigError("--with-base answers with the base generator: extractive is not one of its modes")
+        if self.reader is not None:
+            check_text("reader", self.reader)
+            if "extractive" not in self.generate:
+                raise ConfigError("--reader is the extractive mode's reader: add extractive to --generate")
         for name in ("bf16", "fallback", "public"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -135,7 +143,7 @@ class EvalConfig:
             args += ["--generate", ",".join(self.generate), "--rag-k", str(self.rag_k)]
             if self.shots:
                 args += ["--shots", str(self.shots)]
-            for flag, value in (("--generator", self.generator), ("--rag", self.rag)):
+            for flag, value in (("--generator", self.generator), ("--rag", self.rag), ("--reader", self.reader)):
                 if value:
                     args += [flag, str(value)]
             for flag, on in (("--base-generator", self.base_generator), ("--bf16", self.bf16), ("--fallback", self.fallback)):

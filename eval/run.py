@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--generator", help="generator LM (or LoRA adapter folder) for --generate (default: the shipped reader)")
     parser.add_argument("--rag", help="a RAG training folder (python -m dpr_rag.train_rag --out) to answer with")
+    parser.add_argument(
+        "--reader", help="the extractive mode's reader folder (python -m dpr_rag.train_reader; default: the shipped one)"
+    )
     parser.add_argument("--base-generator", action="store_true", help="answer with the bare base model (Gemma 3 270M)")
     parser.add_argument(
         "--with-base", default="", help="modes also answered by the bare base model, as rows '<mode> (base)' (default none)"
@@ -114,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         generate=parse_modes(args.generate),
         generator=args.generator,
         rag=args.rag,
+        reader=args.reader,
         base_generator=args.base_generator,
         with_base=parse_modes(args.with_base),
         bf16=args.bf16,

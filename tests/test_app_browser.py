@@ -58,6 +58,18 @@ def test_qa_tab_answers_with_passages_and_posteriors(page):
     assert shown["posterior"] == [] and "Closed-book" in shown["meta"]
 
 
+def test_qa_tab_answers_extractively_with_the_span_highlighted(page):
+    shown = pages.answer(page, "who painted the mona lisa", "Extractive (DPR reader: a span of a passage)")
+    assert "Extractive" in shown["meta"] and len(shown["posterior"]) == 5
+    assert sum(shown["posterior"]) == pytest.approx(1, abs=0.01)  # the reader's passage selection
+    span = page.locator("#qa-output mark.qa-span")
+    expect(span).to_have_count(1)
+    assert span.inner_text().strip() == shown["answer"].strip()
+    # The passage holding the span is the one framed as the answer's.
+    expect(page.locator("#qa-output .qa-passage.dpr-has-answer mark.qa-span")).to_have_count(1)
+    pages.screenshot(page, "qa-extractive")
+
+
 def test_train_tab_shows_a_live_loss_curve_and_cancels(page):
     pages.start_training(page, epochs=100, batch_size=4, max_examples=0, run_name="long-run")
     page.wait_for_function("() => document.querySelector('#train-progress').innerText.includes('loss')")

@@ -19,6 +19,7 @@ COMMANDS = {
     "dpr_rag.answer",
     "dpr_rag.train_rag",
     "dpr_rag.train_reranker",
+    "dpr_rag.train_reader",
     "dpr_rag.generate_questions",
     "dpr_rag.cli_common",
 }

@@ -17,7 +17,8 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from dpr_rag.data.passages import Passage
 from dpr_rag.errors import ConfigError
 from dpr_rag.rag.generator import Generator
-from dpr_rag.rag.pipeline import RagPipeline, _MixturePerQuestion
+from dpr_rag.rag.marginals import MixturePerQuestion
+from dpr_rag.rag.pipeline import RagPipeline
 from dpr_rag.rag.prompting import first_line, prompt
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -131,7 +132,7 @@ def test_token_beam_search_keeps_the_passages_in_lockstep(tiny_model_dir, toy_pa
     hits, doc_logp = pipe.retrieve(questions)
     inputs = [prompt(q, h.passage) for q, row in zip(questions, hits, strict=True) for h in row]
     for beams in (1, 3):
-        processors = LogitsProcessorList([_MixturePerQuestion(doc_logp, beams)])
+        processors = LogitsProcessorList([MixturePerQuestion(doc_logp, beams)])
         out = pipe.generator.generate(inputs, 6, num_beams=beams, num_return_sequences=1, logits_processor=processors)
         for b in range(len(questions)):
             assert out[b * 3] == out[b * 3 + 1] == out[b * 3 + 2]  # all K rows decode the same mixture
@@ -213,7 +214,7 @@ def test_beam_search_shares_the_prompt_cache(tiny_model_dir, toy_passages, gpt2_
                 6,
                 num_beams=2,
                 num_return_sequences=1,
-                logits_processor=LogitsProcessorList([_MixturePerQuestion(doc_logp, 2)]),
+                logits_processor=LogitsProcessorList([MixturePerQuestion(doc_logp, 2)]),
             ),
             [a.answer for a in pipe.answer_batch(questions, "sequence")],
         )

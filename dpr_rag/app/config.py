@@ -5,6 +5,8 @@ DPR_RAG_APP_MODEL        dense encoder (HF id/folder or a dual encoder saved by 
 DPR_RAG_APP_GENERATOR    RAG generator (HF id/folder, or a LoRA adapter folder); default: the shipped reader
                          (Gemma 3 270M + trained LoRA, dpr_rag/rag/reader)
 DPR_RAG_APP_BASE_GENERATOR  1: the bare Gemma 3 270M instead of the shipped reader
+DPR_RAG_APP_EXTRACTIVE_READER  the QA tab's extractive reader (python -m dpr_rag.train_reader); default: the shipped
+                         one (dpr_rag/extractive/shipped); without either the tab offers no extractive mode
 DPR_RAG_APP_RERANKER     reranker of the "+ rerank" retrievers (Search and QA tabs): a cross-encoder folder or hub id
                          (python -m dpr_rag.train_reranker), or "upr" (zero-shot, the generator's question likelihood);
                          default: none (the tabs then offer no reranking)
@@ -84,6 +86,7 @@ class AppConfig:
     base_generator: bool = False
     reranker: str | None = None
     upload_ttl: int = 86_400
+    extractive_reader: str | None = None
 
     def __post_init__(self) -> None:
         check_float("max_upload_mb", self.max_upload_mb, gt=0)
@@ -142,6 +145,7 @@ class AppConfig:
             base_generator=_flag("DPR_RAG_APP_BASE_GENERATOR"),
             reranker=_path("DPR_RAG_APP_RERANKER", False),
             upload_ttl=upload_ttl,
+            extractive_reader=_path("DPR_RAG_APP_EXTRACTIVE_READER", False),
         )
 
     @property

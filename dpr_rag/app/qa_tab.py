@@ -1,5 +1,6 @@
-"""QA tab: RAG-Token, RAG-Sequence, standard RAG or closed-book over the dense, BM25 or hybrid retriever; the answer
-with its passages, p(z|x) and p(z|x,y)."""
+"""QA tab: RAG-Token, RAG-Sequence, standard RAG, closed-book or DPR's extractive reader over the dense, BM25 or hybrid
+retriever; the answer with its passages, p(z|x) and p(z|x,y) (for the extractive reader: its passage selection, and
+the answer highlighted where it was read)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from ..rag.demonstrations import MAX_SHOTS
 from ..retrieval.searcher import RERANKED
 from .common import Shared, index_note, model_dropdown, session, user_errors, whole_number
 from .examples import example_questions
-from .render import highlight
+from .render import highlight, highlight_range
 from .state import AppState
 
 MODES = {
@@ -22,6 +23,7 @@ MODES = {
     "RAG-Sequence": "sequence",
     "Standard RAG (top-k in one prompt)": "standard",
     "Closed-book (no retrieval)": "closed-book",
+    "Extractive (DPR reader: a span of a passage)": "extractive",
 }
 
 
@@ -37,6 +39,11 @@ RETRIEVERS = {
     "Dense + rerank": "dense+rerank",
     "Hybrid + rerank": "hybrid+rerank",
 }
+
+
+def mode_choices(state: AppState) -> list[str]:
+    """The modes this app offers: the extractive one only when it has a reader (shipped, or DPR_RAG_APP_EXTRACTIVE_READER)."""
+    return [label for label, mode in MODES.items() if mode != "extractive" or state.has_extractive_reader]
 
 
 def retriever_choices(state: AppState) -> list[str]:
@@ -70,26 +77,42 @@ def answer_html(a, mode_label: str, seconds: float, model_label: str) -> str:
     if not a.passages:
         parts.append("<div class='dpr-meta'>Closed-book: the generator answered from its parameters alone, no passages.</div>")
         return "".join(parts)
-    parts.append(
-        "<div class='dpr-meta'>Standard RAG: all passages were read in one prompt, so no passage has a posterior of "
-        "its own; p(z|x,y) repeats the retriever's prior p(z|x).</div>"
-        if a.mode == "standard"
-        else "<div class='dpr-meta'>Passages, in retrieval order: p(z|x) is the retriever's prior, "
-        "p(z|x,y) the posterior given the answer (the passage the answer leaned on).</div>"
-    )
-    best = max(range(len(a.passages)), key=lambda i: a.passages[i].posterior)
+    parts.append(f"<div class='dpr-meta'>{_passages_note(a.mode)}</div>")
+    best = a.span.passage if a.span else max(range(len(a.passages)), key=lambda i: a.passages[i].posterior)
     for i, prov in enumerate(a.passages):
+        title, text = html.escape(prov.passage.title or "(untitled)"), highlight(prov.passage.text, [answer] if answer else [])
+        if a.span is not None and a.span.passage == i:  # the extractive reader's own span, exactly where it read it
+            if a.span.field == "title":
+                title = highlight_range(prov.passage.title, a.span.start, a.span.end)
+            else:
+                text = highlight_range(prov.passage.text, a.span.start, a.span.end)
         cls = "dpr-hit dpr-has-answer" if i == best else "dpr-hit"
         parts.append(
             f"<div class='{cls} qa-passage' data-prior='{prov.prior:.4f}' data-posterior='{prov.posterior:.4f}'>"
             f"<span class='dpr-score'>score {prov.retrieval_score:.3f}</span>"
-            f"<div class='dpr-title'>{i + 1}. {html.escape(prov.passage.title or '(untitled)')} "
-            f"<small>[{html.escape(prov.passage.id)}]</small></div>"
+            f"<div class='dpr-title'>{i + 1}. {title} <small>[{html.escape(prov.passage.id)}]</small></div>"
             f"<div class='dpr-meta'>p(z|x) = {prov.prior:.3f} {_bar(prov.prior)} &nbsp; "
-            f"p(z|x,y) = {prov.posterior:.3f} {_bar(prov.posterior)}</div>"
-            f"<div class='dpr-text'>{highlight(prov.passage.text, [answer] if answer else [])}</div></div>"
+            f"{'P_sel(z|x)' if a.mode == 'extractive' else 'p(z|x,y)'} = {prov.posterior:.3f} {_bar(prov.posterior)}</div>"
+            f"<div class='dpr-text'>{text}</div></div>"
         )
     return "".join(parts)
+
+
+def _passages_note(mode: str) -> str:
+    if mode == "standard":
+        return (
+            "Standard RAG: all passages were read in one prompt, so no passage has a posterior of its own; p(z|x,y) "
+            "repeats the retriever's prior p(z|x)."
+        )
+    if mode == "extractive":
+        return (
+            "Extractive reader (DPR): it read every passage and answered with a span of one of them, marked where it "
+            "stands; P_sel(z|x) is the reader's passage-selection probability."
+        )
+    return (
+        "Passages, in retrieval order: p(z|x) is the retriever's prior, p(z|x,y) the posterior given the answer (the "
+        "passage the answer leaned on)."
+    )
 
 
 def run_answer(
@@ -108,8 +131,8 @@ def run_answer(
     question = (question or "").strip()
     if not question:
         raise ConfigError("type a question first")
-    if mode_label not in MODES:
-        raise ConfigError(f"unknown mode {mode_label!r}; choose one of {', '.join(MODES)}")
+    if mode_label not in mode_choices(state):
+        raise ConfigError(f"unknown mode {mode_label!r}; choose one of {', '.join(mode_choices(state))}")
     if retriever_label not in retriever_choices(state):
         raise ConfigError(f"unknown retriever {retriever_label!r}; choose one of {', '.join(retriever_choices(state))}")
     mode = MODES[mode_label]
@@ -127,11 +150,13 @@ def run_answer(
     if model.id not in live.ready:
         note, follow = index_note(state, model, owner)
         return f"<div id='qa-answer' class='dpr-meta'>{html.escape(note)} Ask again when it is ready.</div>", follow
-    if progress is not None and not state.generator_loaded:
+    if progress is not None and not state.generator_loaded and mode != "extractive":
         progress(0.1, desc="loading the generator (first use; the default one takes a few seconds)")
-    pipe = state.pipeline(model.id, k, RETRIEVERS[retriever_label], shots, None if fallback is None else bool(fallback))
+    pipe = state.pipeline(
+        model.id, k, RETRIEVERS[retriever_label], shots, None if fallback is None else bool(fallback), mode == "extractive"
+    )
     if progress is not None:
-        progress(0.5, desc=f"generating ({mode_label})")
+        progress(0.5, desc=f"reading the passages ({mode_label})" if mode == "extractive" else f"generating ({mode_label})")
     t0 = time.perf_counter()
     a = pipe.answer(question, mode)
     label = model.label if RETRIEVERS[retriever_label] == "dense" else f"{retriever_label} ({model.label})"
@@ -142,7 +167,7 @@ def build(shared: Shared) -> None:
     state = shared.state
     with gr.Row():
         question = gr.Textbox(label="Question", placeholder="who painted the mona lisa", scale=3, elem_id="qa-question")
-        mode = gr.Radio(list(MODES), value=mode_label(state.default_mode), label="Mode", scale=2, elem_id="qa-mode")
+        mode = gr.Radio(mode_choices(state), value=mode_label(state.default_mode), label="Mode", scale=2, elem_id="qa-mode")
     with gr.Row():
         retriever = gr.Radio(retriever_choices(state), value="Dense", label="Retriever", scale=2, elem_id="qa-retriever")
         model = model_dropdown(state, "Dense model", "qa-model")

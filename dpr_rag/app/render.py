@@ -89,6 +89,20 @@ def highlight(text: str, answers: list[str]) -> str:
     return "".join(out)
 
 
+def highlight_range(text: str, start: int, end: int) -> str:
+    """`text` as HTML with the characters [start, end) marked (an extractive answer where it was read)."""
+    start, end = max(0, min(start, len(text))), max(0, min(end, len(text)))
+    return "".join(
+        [
+            html.escape(text[:start]),
+            "<mark class='qa-span' style='outline:2px solid #e8590c;font-weight:600'>",
+            html.escape(text[start:end]),
+            "</mark>",
+            html.escape(text[end:]),
+        ]
+    )
+
+
 def hits_html(name: str, hits: list[SearchHit], seconds: float, answers: list[str], note: str = "") -> str:
     """One retriever's column: header with latency (and where the answer first appears), then the passages."""
     first = next((h.rank for h in hits if answers and has_answer(answers, h.passage.text)), None)

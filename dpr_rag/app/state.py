@@ -27,6 +27,7 @@ from .config import AppConfig
 from .jobs import Job, JobSlot
 
 if TYPE_CHECKING:  # the generator and RAG load torch models: imported when first used
+    from ..extractive.model import ExtractiveReader
     from ..rag.generator import Generator
     from ..rag.pipeline import RagPipeline
 
@@ -86,6 +87,7 @@ class AppState:
         self.train_jobs = JobSlot("train", "training run")
         self._generator: Generator | None = None
         self._generator_lock = threading.Lock()
+        self._extractive: ExtractiveReader | None = None
         self._pipelines: dict[str, RagPipeline] = {}
         self.eval_cancels: dict[str, threading.Event] = {}
 
@@ -253,6 +255,22 @@ class AppState:
             return self._generator
 
     @property
+    def has_extractive_reader(self) -> bool:
+        """Whether the QA tab can offer the extractive mode: a configured reader, or the shipped one."""
+        from ..extractive.model import shipped_extractive_reader
+
+        return bool(self.config.extractive_reader) or shipped_extractive_reader() is not None
+
+    def extractive_reader(self) -> ExtractiveReader:
+        """DPR's extractive reader (DPR_RAG_APP_EXTRACTIVE_READER, else the shipped one), loaded on first use."""
+        with self._generator_lock:
+            if self._extractive is None:
+                from ..rag.extractive_mode import load_extractive_reader
+
+                self._extractive = load_extractive_reader(self.config.extractive_reader)
+            return self._extractive
+
+    @property
     def default_mode(self) -> str:
         """The QA tab's first mode: the shipped reader's own (`rag_folder.answer_mode`), else RAG-Token."""
         from ..rag.default_generator import shipped_reader
@@ -274,10 +292,19 @@ class AppState:
     def generator_loaded(self) -> bool:
         return self._generator is not None
 
-    def pipeline(self, model_id: str, k: int, retriever: str = "dense", shots: int | None = None, fallback: bool | None = None):
+    def pipeline(
+        self,
+        model_id: str,
+        k: int,
+        retriever: str = "dense",
+        shots: int | None = None,
+        fallback: bool | None = None,
+        extractive: bool = False,
+    ):
         """The RAG pipeline of a model and retriever (dense, bm25 or hybrid), over the live corpus. A pipeline is kept
         per (model, retriever) and follows a corpus swap; `shots` demonstrations (default: the app's setting);
-        `fallback`: the closed-book fallback (default: as the shipped reader says)."""
+        `fallback`: the closed-book fallback (default: as the shipped reader says). `extractive`: for the extractive
+        mode, which reads with DPR's reader and needs no generator (none is loaded for it)."""
         from ..rag.demonstrations import few_shot_template
         from ..rag.pipeline import RagPipeline
 
@@ -286,7 +313,9 @@ class AppState:
         if searcher is None:
             raise DprRagError("the dense index for this model is not built yet")
         found = searcher.retriever(retriever)  # BM25 is built on first use (seconds), from its cache after that
-        generator = self.generator()  # outside the lock: the first load takes seconds
+        # Outside the lock: the first load takes seconds.
+        generator = None if extractive else self.generator()
+        reader = self.extractive_reader() if extractive else None
         template = few_shot_template(self.config.shots if shots is None else shots)
         with self._lock:
             key = f"{model_id}\t{retriever}"
@@ -294,6 +323,10 @@ class AppState:
             if pipe is None or pipe.retriever is not found:
                 pipe = RagPipeline(found, generator, k=k)
                 self._pipelines[key] = pipe
+            if generator is not None and not pipe.has_generator:
+                pipe.generator = generator
+            if reader is not None:
+                pipe.extractive_reader = reader
             pipe.k, pipe.template = k, template
             pipe.fallback = self.default_fallback if fallback is None else fallback
             return pipe

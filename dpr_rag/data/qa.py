@@ -45,7 +45,8 @@ def _check_example(question, answers, where: str) -> tuple[str, list[str]]:
 
 
 def load_nq_open(path: str | os.PathLike) -> list[QAExample]:
-    """NQ-open JSONL: `{"question": "...", "answer": ["...", ...]}` a line (other fields ignored)."""
+    """NQ-open JSONL: `{"question": "...", "answer": ["...", ...]}` a line; an optional "gold_titles" (a list of
+    article titles) is kept, other fields are ignored."""
     path = Path(path)
     examples = []
     for lineno, obj in iter_jsonl(path):
@@ -55,7 +56,10 @@ def load_nq_open(path: str | os.PathLike) -> list[QAExample]:
         if key not in obj:
             raise DataFormatError(f"{path}:{lineno}: missing field 'answer'")
         q, answers = _check_example(obj["question"], obj[key], f"{path}:{lineno}")
-        examples.append(QAExample(q, answers, id=str(obj.get("id", lineno))))
+        titles = obj.get("gold_titles", [])
+        if not isinstance(titles, list) or not all(isinstance(t, str) for t in titles):
+            raise DataFormatError(f"{path}:{lineno}: field 'gold_titles' must be a list of strings")
+        examples.append(QAExample(q, answers, id=str(obj.get("id", lineno)), gold_titles=titles))
     return _nonempty(examples, path)
 
 
@@ -196,17 +200,17 @@ def _leaves(node: dict):
 
 
 def load_fanoutqa(path: str | os.PathLike | None = None) -> list[QAExample]:
-    """The embedded default: the single-hop sub-questions of FanOutQA's dev set (fanoutqa package).
+    """The embedded default: the single-hop sub-questions of FanOutQA's dev set.
 
     Each top-level question decomposes into sub-questions; the leaves (no further decomposition) are
     single-hop questions about one Wikipedia article, kept with their gold article title. Answers are
     converted by `answer_strings`; leaves with no usable answer are skipped. Repeated questions keep
-    their first occurrence.
+    their first occurrence. `path`: FanOutQA's own dev JSON; None: the same questions as shipped with dpr-rag
+    (`data/fanoutqa_single_hop.jsonl`, written by `write_fanoutqa_single_hop` from the `fanoutqa` package's file), so
+    a Space without that package has them.
     """
     if path is None:
-        from .defaults import default_questions_path  # defaults builds on the data modules
-
-        path = default_questions_path()
+        return load_nq_open(FANOUTQA_SINGLE_HOP)
     path = Path(path)
     data = _read_json(path)
     examples: list[QAExample] = []
@@ -223,6 +227,23 @@ def load_fanoutqa(path: str | os.PathLike | None = None) -> list[QAExample]:
             title = (leaf.get("evidence") or {}).get("title")
             examples.append(QAExample(q, answers, id=str(leaf.get("id", len(examples))), gold_titles=[title] if title else []))
     return examples
+
+
+FANOUTQA_SINGLE_HOP = Path(__file__).resolve().parent / "fanoutqa_single_hop.jsonl"  # licence: FANOUTQA_LICENSE.md
+
+
+def write_fanoutqa_single_hop(out: str | os.PathLike = FANOUTQA_SINGLE_HOP) -> int:
+    """Write the single-hop sub-questions of the `fanoutqa` package's dev file as JSONL (id, question, answer,
+    gold_titles), the file `load_fanoutqa()` reads; returns how many."""
+    from ..storage import atomic_file
+    from .defaults import default_questions_path  # defaults builds on the data modules
+
+    examples = load_fanoutqa(default_questions_path())
+    with atomic_file(out) as f:
+        for e in examples:
+            row = {"id": e.id, "question": e.question, "answer": e.answers, "gold_titles": e.gold_titles}
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return len(examples)
 
 
 def load_qa(path: str | os.PathLike | None = None) -> list[QAExample]:

@@ -8,7 +8,8 @@ from ..data.passages import Passage
 from ..errors import ConfigError
 from ..retrieval.base import MAX_QUERY_CHARS, check_text_is_unicode
 
-MODES = ("sequence", "token", "standard", "closed-book")
+MODES = ("sequence", "token", "standard", "closed-book", "extractive")
+GENERATIVE_MODES = MODES[:4]  # the modes the generator answers in (extractive: `dpr_rag.extractive`)
 
 
 @dataclass
@@ -20,6 +21,17 @@ class Provenance:
 
 
 @dataclass
+class AnswerSpan:
+    """Where an extractive answer stands: passage `passage` (its index in `RagAnswer.passages`), characters
+    [start, end) of its `field` ("title" or "text")."""
+
+    passage: int
+    field: str
+    start: int
+    end: int
+
+
+@dataclass
 class RagAnswer:
     question: str
     answer: str
@@ -27,6 +39,7 @@ class RagAnswer:
     logprob: float  # log p(answer | question) under the mode's marginal
     passages: list[Provenance] = field(default_factory=list)
     fallback: bool = False  # the passages did not support the RAG answer: this is the closed-book one (`fallback.py`)
+    span: AnswerSpan | None = None  # extractive answers: the span of a passage that is the answer
 
 
 def check_questions(questions: list[str]) -> None:

@@ -21,6 +21,7 @@ The passage posterior p(z | x, y) ∝ p(z | x) Π_t p(y_t | x, z, y_<t) says whi
 from __future__ import annotations
 
 import torch
+from transformers import LogitsProcessor
 
 
 def _masked(tok_logp: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,3 +56,17 @@ def passage_posterior(doc_logp: torch.Tensor, tok_logp: torch.Tensor, mask: torc
     """p(z | x, y), shape (B, K): how much each passage explains the answer."""
     tok_logp, _ = _masked(tok_logp, mask)
     return torch.softmax(doc_logp + tok_logp.sum(-1), dim=1)
+
+
+class MixturePerQuestion(LogitsProcessor):
+    """RAG-Token decoding inside `model.generate`: replace each passage row's next-token scores by the question's
+    mixture log Σ_z p(z|x) p(y_t|x,z,y_<t) over its K passages (rows laid out question by question, then beam)."""
+
+    def __init__(self, doc_logp: torch.Tensor, num_beams: int):
+        self.doc_logp, self.num_beams = doc_logp, num_beams  # (B, K)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        B, K = self.doc_logp.shape
+        logp = torch.log_softmax(scores.float(), dim=-1).view(B, K, self.num_beams, -1)
+        mixed = torch.logsumexp(logp + self.doc_logp.to(logp.device)[:, :, None, None], dim=1, keepdim=True)
+        return mixed.expand(-1, K, -1, -1).reshape(scores.shape)

@@ -11,6 +11,7 @@ Decoding, as in the paper:
 - Standard RAG: the top-k passages concatenated into one prompt, one greedy answer, no marginalisation (the baseline
   most RAG toolkits report); its passages carry p(z|x) only (the posterior shown is the prior).
 - Closed-book: the generator alone, no passages (the baseline).
+- Extractive: DPR's reader (`dpr_rag.extractive`) picks a passage and a span of it; no generator is needed.
 Each (question, passage) prompt runs through the generator once (`Generator.encode_prompts`): decoding, every beam,
 and the scoring of the answers all reuse it. Generation stops at eos or at the end of the answer's first line.
 
@@ -22,9 +23,10 @@ from __future__ import annotations
 
 import copy
 import os
+from typing import TYPE_CHECKING
 
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList
+from transformers import LogitsProcessorList
 
 from ..config_checks import check_int
 from ..data.passages import Passage, load_corpus
@@ -33,44 +35,39 @@ from ..retrieval.base import MAX_K, Retriever, SearchHit
 from ..retrieval.dense import DenseRetriever
 from ..retrieval.rerank import DEFAULT_CANDIDATES
 from ..retrieval.searcher import Searcher, dense_index, reranked
-from .answers import MODES, Provenance, RagAnswer, check_mode, check_questions  # noqa: F401 (re-exported)
+from .answers import MODES, AnswerSpan, Provenance, RagAnswer, check_mode, check_questions  # noqa: F401 (re-exported)
 from .default_generator import shipped_reader
 from .demonstrations import few_shot_template
+from .extractive_mode import extractive_answers, load_extractive_reader
 from .fallback import is_grounded, with_fallback
 from .generator import Generator
-from .marginals import passage_posterior, rag_sequence_logprob, rag_token_logprob
+from .marginals import MixturePerQuestion, passage_posterior, rag_sequence_logprob, rag_token_logprob
 from .priors import TEMPERATURES, default_temperature  # noqa: F401 (TEMPERATURES: re-exported)
 from .prompting import ZERO_SHOT, PromptTemplate
 from .rag_folder import RAG_CONFIG, load_rag_config, rag_folder  # noqa: F401 (RAG_CONFIG: re-exported)
 
+if TYPE_CHECKING:
+    from ..extractive.model import ExtractiveReader
+
 DEFAULT_SEQUENCE_BEAMS = 4
 SCORING_SLACK = 8  # context kept free beyond max_new_tokens: a decoded answer re-encoded (+ eos) may take a few more tokens
-
-
-class _MixturePerQuestion(LogitsProcessor):
-    """Replace each passage row's next-token scores by the question's mixture over its K passages."""
-
-    def __init__(self, doc_logp: torch.Tensor, num_beams: int):
-        self.doc_logp, self.num_beams = doc_logp, num_beams  # (B, K)
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        B, K = self.doc_logp.shape
-        logp = torch.log_softmax(scores.float(), dim=-1).view(B, K, self.num_beams, -1)
-        mixed = torch.logsumexp(logp + self.doc_logp.to(logp.device)[:, :, None, None], dim=1, keepdim=True)
-        return mixed.expand(-1, K, -1, -1).reshape(scores.shape)
 
 
 class RagPipeline:
     def __init__(
         self,
         retriever: Retriever,
-        generator: Generator,
+        generator: Generator | None,
         k: int = 5,
         temperature: float | None = None,
         max_new_tokens: int = 16,
         template: PromptTemplate = ZERO_SHOT,
     ):
-        self.retriever, self.generator, self.k, self.max_new_tokens = retriever, generator, k, max_new_tokens
+        self.retriever, self.k, self.max_new_tokens = retriever, k, max_new_tokens
+        self._generator = generator  # None: opened for extractive answers only
+        # The extractive mode's reader: loaded on first use from `extractive_source` (None: the shipped one).
+        self.extractive_reader: ExtractiveReader | None = None
+        self.extractive_source: str | None = None
         self.template = template  # the prompt: zero-shot, or few-shot demonstrations before each question
         # Cosines of L2-normalised encoders lie in [-1, 1]: without a temperature p(z|x) would be almost uniform.
         self.temperature = temperature or default_temperature(retriever)
@@ -78,6 +75,20 @@ class RagPipeline:
         self.bf16 = False
         # Closed-book fallback (`fallback.py`): a RAG answer found in none of its passages is replaced by the closed-book one.
         self.fallback = False
+
+    @property
+    def generator(self) -> Generator:
+        if self._generator is None:
+            raise ConfigError("this pipeline was opened without a generator (extractive answers only)")
+        return self._generator
+
+    @generator.setter
+    def generator(self, generator: Generator) -> None:
+        self._generator = generator
+
+    @property
+    def has_generator(self) -> bool:
+        return self._generator is not None
 
     def with_generator(self, generator: Generator) -> RagPipeline:
         """The same retrieval (retriever, k, temperature, prompt) answered by another generator: to compare readers."""
@@ -114,6 +125,8 @@ class RagPipeline:
         reranker: str | None = None,
         rerank_candidates: int = DEFAULT_CANDIDATES,
         rerank_fusion: str = "replace",
+        extractive_reader: str | os.PathLike | None = None,
+        load_generator: bool = True,
     ) -> RagPipeline:
         """A RAG pipeline over a corpus (default: the embedded one), or over the dense retriever of a `searcher` that
         is already open (then `corpus`, `index` and `model` are its own). `rag` is a folder written by RAG training:
@@ -124,7 +137,9 @@ class RagPipeline:
         270M with trained LoRA adapters); `base_generator=True` gives the bare base model instead. `retriever`: dense,
         bm25 or hybrid gives the passages and p(z|x) (a softmax of its scores at a temperature suited to them); with
         `reranker` (a cross-encoder folder), its top `rerank_candidates` are reranked ("dense+rerank" and so on).
-        `fallback`: the closed-book fallback (`fallback.py`); None = as the RAG folder's rag_config.json says (off)."""
+        `fallback`: the closed-book fallback (`fallback.py`); None = as the RAG folder's rag_config.json says (off).
+        `extractive_reader`: the folder of the extractive mode's reader (None: the shipped one), loaded on first use;
+        `load_generator=False` opens the pipeline for extractive answers alone (no generator is loaded)."""
         check_int("k", k, 1, MAX_K)
         if base_generator and (generator is not None or rag is not None):
             raise ConfigError("base_generator means the bare default generator: give no generator or RAG folder with it")
@@ -158,11 +173,14 @@ class RagPipeline:
             raise ConfigError("give either an open searcher or a corpus / index / model / reranker, not both")
         if reranker is not None:
             retriever = reranked(retriever)
-        generator_model = Generator.from_pretrained(generator)
+        generator_model = Generator.from_pretrained(generator) if load_generator else None
         if retriever != "dense":
             temperature = None  # the trained temperature belongs to the dense scores
         pipeline = cls(searcher.retriever(retriever), generator_model, k, temperature, max_new_tokens, template)
         pipeline.fallback = bool(rag_config.get("fallback", False)) if fallback is None else fallback
+        if extractive_reader is not None:  # loaded now: a bad folder is an error of open()
+            pipeline.extractive_source = str(extractive_reader)
+            pipeline.extractive_reader = load_extractive_reader(pipeline.extractive_source)
         return pipeline
 
     # ---- retrieval ------------------------------------------------------------------------------------
@@ -262,7 +280,7 @@ class RagPipeline:
         4 beams per passage (the candidates that are then rescored), 1 = the greedy answer of each passage. With
         `self.fallback`, a RAG answer that none of its passages holds is replaced by the closed-book answer (greedy)."""
         answers = self._answer_batch(questions, mode, num_beams)
-        if not self.fallback or mode == "closed-book":
+        if not self.fallback or mode in ("closed-book", "extractive"):
             return answers
         missing = [i for i, a in enumerate(answers) if not is_grounded(a)]
         if missing:
@@ -278,6 +296,10 @@ class RagPipeline:
             num_beams = DEFAULT_SEQUENCE_BEAMS if mode == "sequence" else 1
         if not isinstance(num_beams, int) or num_beams < 1:
             raise ConfigError(f"num_beams must be a positive integer, got {num_beams!r}")
+        if mode == "extractive":
+            reader = self.extractive_reader = self.extractive_reader or load_extractive_reader(self.extractive_source)
+            reader.bf16 = self.bf16
+            return extractive_answers(reader, questions, *self.retrieve(questions))
         device = self.generator.device.type
         with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=self.bf16):
             if mode == "closed-book":
@@ -294,7 +316,7 @@ class RagPipeline:
             # Each (question, passage) prompt runs through the generator once, for decoding and for scoring the answers.
             prompts = self.generator.encode_prompts(inputs, reserve=self.max_new_tokens + SCORING_SLACK)
             if mode == "token":
-                processor = LogitsProcessorList([_MixturePerQuestion(doc_logp, num_beams)])
+                processor = LogitsProcessorList([MixturePerQuestion(doc_logp, num_beams)])
                 outputs = self.generator.generate(
                     inputs,
                     self.max_new_tokens,

@@ -53,7 +53,7 @@ def reranker_examples(
     check_int("batch_size", batch_size, 1)
     stats = RerankerDataStats(n_questions=len(qa))
     kept: list[QAExample] = []
-    with tqdm(total=len(qa), desc="reranker distant supervision", unit="question", disable=not show_progress) as bar:
+    with tqdm(total=len(qa), desc="distant supervision over the candidates", unit="question", disable=not show_progress) as bar:
         for start in range(0, len(qa), batch_size):
             batch = list(qa[start : start + batch_size])
             for ex, hits in zip(batch, retriever.search([e.question for e in batch], candidates), strict=True):

@@ -17,9 +17,7 @@ Output folder (every part replaced atomically):
 
 from __future__ import annotations
 
-import json
 import math
-import random
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -31,20 +29,25 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from ..config_checks import MAX_SEED, check_bool, check_choice, check_float, check_int, check_text
-from ..data.passages import Passage
-from ..data.qa import QAExample, load_dpr_json
+from ..config_checks import check_bool, check_int
+from ..data.qa import QAExample
 from ..errors import ConfigError
 from ..plots import plot_training_log
-from ..retrieval.rerank import MAX_CANDIDATES, CrossEncoderReranker
-from ..storage import atomic_dir, atomic_file, check_output_folder, read_json, recover
-from .checkpoints import CHECKPOINT_STATE, restore_training_state, save_checkpoint
-from .distant_supervision import save_dpr_json, split_train_dev
+from ..retrieval.rerank import CrossEncoderReranker
+from ..storage import atomic_dir, check_output_folder, recover
+from .candidate_data import (  # noqa: F401 (FIRST_STAGES, group: re-exported)
+    FIRST_STAGES,
+    build_data,
+    check_second_stage_settings,
+    group,
+    load_data,
+    load_trainer_state,
+    step_batch,
+)
+from .checkpoints import restore_training_state, save_checkpoint
 from .rerank_loss import group_softmax_loss
-from .reranker_data import reranker_examples
 from .train_log import append_record, start_log
 
-FIRST_STAGES = ("dense", "bm25", "hybrid")
 MUST_MATCH_ON_RESUME = ("batch_size", "group_size", "epochs", "seed", "lora_rank", "model", "freeze_embeddings")
 
 
@@ -82,27 +85,9 @@ class RerankerTrainConfig:
 
     def __post_init__(self) -> None:
         """Reject a setting training cannot use (ConfigError naming the field and the value) before any work."""
-        check_text("out", self.out)
-        self.qa, self.exclude = tuple(self.qa), tuple(self.exclude)
-        check_choice("first_stage", self.first_stage, FIRST_STAGES)
-        check_int("candidates", self.candidates, 2, MAX_CANDIDATES)
-        check_int("group_size", self.group_size, 2, 256)
-        check_int("epochs", self.epochs, 1, 1000)
-        check_int("batch_size", self.batch_size, 1, 4096)
-        check_float("lr", self.lr, gt=0, le=1)
-        check_float("head_lr", self.head_lr, gt=0, le=1)
-        check_float("warmup_ratio", self.warmup_ratio, ge=0, lt=1)
-        check_float("max_grad_norm", self.max_grad_norm, gt=0)
+        check_second_stage_settings(self, min_group_size=2)
         check_int("lora_rank", self.lora_rank, 0, 1024)
-        check_int("max_length", self.max_length, 16, 8192)
-        check_float("dev_fraction", self.dev_fraction, ge=0, lt=1)
-        check_int("dev_max", self.dev_max, 0)
-        check_int("dev_k", self.dev_k, 1, MAX_CANDIDATES)
-        check_int("dev_every", self.dev_every, 0)
-        check_int("max_examples", self.max_examples, 1, optional=True)
-        check_int("seed", self.seed, 0, MAX_SEED)
-        for name in ("fanoutqa", "freeze_embeddings", "bf16", "resume", "show_progress"):
-            check_bool(name, getattr(self, name))
+        check_bool("freeze_embeddings", self.freeze_embeddings)
 
 
 @dataclass
@@ -113,52 +98,6 @@ class RerankerTrainResult:
     first_stage_dev: float | None
     history: list[dict] = field(default_factory=list)
     cancelled: bool = False
-
-
-def build_data(cfg: RerankerTrainConfig, qa: Sequence[QAExample]) -> tuple[list[QAExample], list[QAExample], float | None]:
-    """(train, dev, the first stage's dev top-k) by distant supervision over the first stage's top candidates."""
-    from ..retrieval.searcher import Searcher
-
-    searcher = Searcher.open(cfg.corpus, model=cfg.retriever_model, show_progress=cfg.show_progress)
-    examples, stats = reranker_examples(qa, searcher.retriever(cfg.first_stage), cfg.candidates, show_progress=cfg.show_progress)
-    print(f"distant supervision over the {cfg.first_stage} top {cfg.candidates}: {stats.summary()}", flush=True)
-    train, dev = split_train_dev(examples, cfg.dev_fraction, seed=cfg.seed)
-    dev = dev[: cfg.dev_max]
-    train = train[: cfg.max_examples]
-    best_ranks = [min(stats.ranks[(e.question, p.id)] for p in e.positive_ctxs) for e in dev]
-    first = [r <= cfg.dev_k for r in best_ranks]
-    scores = {key: -float(rank) for key, rank in stats.ranks.items()}  # "score" in the JSON: higher = ranked first
-    data = Path(cfg.out) / "data"
-    save_dpr_json(train, data / "train.json", scores)
-    save_dpr_json(dev, data / "dev.json", scores)
-    first_stage = 100.0 * sum(first) / len(first) if first else None
-    with atomic_file(data / "first_stage.json") as f:
-        top1 = 100.0 * sum(r == 1 for r in best_ranks) / len(best_ranks) if best_ranks else None
-        json.dump({f"dev_top{cfg.dev_k}": first_stage, "dev_top1": top1, "n_dev": len(dev), "n_train": len(train)}, f)
-    return train, dev, first_stage
-
-
-def load_data(cfg: RerankerTrainConfig) -> tuple[list[QAExample], list[QAExample], float | None]:
-    """The examples a run was started with (a resume trains on exactly them); a missing part is an error, not a
-    silent run without a dev set."""
-    data = Path(cfg.out) / "data"
-    for name in ("train.json", "dev.json", "first_stage.json"):
-        if not (data / name).is_file():
-            raise ConfigError(f"cannot resume: {data / name} is missing (start a new run without --resume)")
-    meta = read_json(data / "first_stage.json")
-    return load_dpr_json(data / "train.json"), load_dpr_json(data / "dev.json"), meta.get(f"dev_top{cfg.dev_k}")
-
-
-def group(example: QAExample, epoch: int, step_seed: int, size: int, pool: Sequence[Passage]) -> list[Passage]:
-    """The positive of this epoch (cycling through the example's positives), then `size − 1` of its negatives drawn
-    without replacement; random pool passages fill in when it has too few."""
-    rng = random.Random(step_seed)
-    positive = example.positive_ctxs[epoch % len(example.positive_ctxs)]
-    negatives = list(example.hard_negative_ctxs)
-    chosen = rng.sample(negatives, min(size - 1, len(negatives)))
-    while len(chosen) < size - 1:
-        chosen.append(pool[rng.randrange(len(pool))])
-    return [positive, *chosen]
 
 
 @torch.no_grad()
@@ -197,17 +136,6 @@ def _prepare_model(cfg: RerankerTrainConfig) -> CrossEncoderReranker:
     return reranker
 
 
-def _load_state(cfg: RerankerTrainConfig) -> dict:
-    path = Path(cfg.out) / "last" / CHECKPOINT_STATE
-    if not path.is_file():
-        raise ConfigError(f"cannot resume: {path} not found (train without --resume first)")
-    state = read_json(path)
-    for name in MUST_MATCH_ON_RESUME:
-        if getattr(cfg, name) != state["config"][name]:
-            raise ConfigError(f"cannot resume with a different {name} ({getattr(cfg, name)!r} vs {state['config'][name]!r})")
-    return state
-
-
 def _save(out: Path, reranker: CrossEncoderReranker, optimizer, scheduler, state: dict, best: bool) -> None:
     if best:
         with atomic_dir(out / "best") as tmp:
@@ -227,7 +155,7 @@ def train_reranker(
         check_output_folder(cfg.out, ("train_log.jsonl", "last", "best", "data"), "a reranker run's folder"),
         f"dev_top{cfg.dev_k}",
     )
-    state: dict[str, Any] = _load_state(cfg) if cfg.resume else {"step": 0, "best": None}
+    state: dict[str, Any] = load_trainer_state(cfg, MUST_MATCH_ON_RESUME) if cfg.resume else {"step": 0, "best": None}
     train, dev, first_stage = load_data(cfg) if cfg.resume else build_data(cfg, qa)
     per_epoch = len(train) // cfg.batch_size
     if per_epoch == 0:
@@ -272,11 +200,7 @@ def train_reranker(
     cancelled = False
     reranker.model.train()
     while step < total and not cancelled:
-        epoch, within = divmod(step, per_epoch)
-        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch)).tolist()
-        rows = [train[i] for i in order[within * cfg.batch_size : (within + 1) * cfg.batch_size]]
-        seeds = [cfg.seed * 1_000_003 + step * 4096 + j for j in range(len(rows))]
-        groups = [group(e, epoch, s, cfg.group_size, pool) for e, s in zip(rows, seeds, strict=True)]
+        rows, groups = step_batch(train, step, per_epoch, cfg.batch_size, cfg.group_size, cfg.seed, pool)
         batch = reranker.tokenize([e.question for e in rows for _ in range(cfg.group_size)], [p for g in groups for p in g])
         result = group_softmax_loss(reranker.logits(batch), cfg.group_size)
         result.loss.backward()

@@ -30,11 +30,15 @@ def make_assets(folder: Path, tiny_model_dir: Path) -> dict[str, str]:
     gpt2 = folder / "tiny-gpt2"
     if not (gpt2 / "config.json").exists():
         assets.build_tiny_gpt2(gpt2)
+    reader = folder / "tiny-reader"
+    if not (reader / "reader.json").exists():
+        assets.build_tiny_reader(reader, tiny_model_dir)
     return {
         "DPR_RAG_APP_CORPUS": str(assets.write_corpus_jsonl(folder / "toy.jsonl")),
         "DPR_RAG_APP_QA": str(assets.write_qa_jsonl(folder / "toy-qa.jsonl")),
         "DPR_RAG_APP_MODEL": str(tiny_model_dir),
         "DPR_RAG_APP_GENERATOR": str(gpt2),
+        "DPR_RAG_APP_EXTRACTIVE_READER": str(reader),
         "DPR_RAG_APP_DATA": str(folder / "data"),
         "DPR_RAG_CACHE": str(folder / "cache"),
         "DPR_RAG_APP_MAX_UPLOAD_MB": "0.05",  # 50 KB: the toy files are ~3 KB; tests check the limit

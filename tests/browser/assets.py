@@ -168,3 +168,12 @@ def build_tiny_gpt2(folder: Path) -> Path:
     GPT2LMHeadModel(config).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+def build_tiny_reader(folder: Path, encoder_dir: Path) -> Path:
+    """DPR's extractive reader on the tiny BERT (random heads): its answers are arbitrary spans, but real ones."""
+    from dpr_rag.extractive.model import ExtractiveReader
+
+    torch.manual_seed(0)
+    ExtractiveReader.from_encoder(encoder_dir, max_length=128).save_pretrained(folder)
+    return folder

@@ -32,7 +32,11 @@ def main() -> None:
     parser.add_argument("--url", default="http://127.0.0.1:7860/")
     parser.add_argument("--out", default="docs/screenshots")
     parser.add_argument("--skip-train", action="store_true", help="no training run (its screenshot is not taken)")
-    parser.add_argument("--only", default="", help="comma-separated tabs to shoot (search,qa,train,evaluate,corpus; default all)")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated shots (search,qa,qa-extractive,train,evaluate,corpus; default all)",
+    )
     args = parser.parse_args()
     os.environ["DPR_RAG_SCREENSHOTS"] = args.out
     corpus = Path(args.out).resolve().parent / "wiki-sample.jsonl"
@@ -42,7 +46,7 @@ def main() -> None:
         page.set_default_timeout(600_000)
         pages.open_app(page, args.url, timeout=600_000)
         t0 = time.time()
-        wanted = set(filter(None, args.only.split(","))) or {"search", "qa", "train", "evaluate", "corpus"}
+        wanted = set(filter(None, args.only.split(","))) or {"search", "qa", "qa-extractive", "train", "evaluate", "corpus"}
         if "search" in wanted:
             question = "What was the budget (in USD Millions) of Titanic?"
             pages.click_example(page, "Search", question)
@@ -52,6 +56,9 @@ def main() -> None:
             mode = mode_label(answer_mode(load_rag_config(shipped_reader())))
             shown = pages.answer(page, "What is the origin city of The Beatles?", mode, timeout=600_000)
             print("qa", shown["answer"], pages.screenshot(page, "qa"), f"{time.time() - t0:.0f} s", flush=True)
+        if "qa-extractive" in wanted:  # DPR's extractive reader (the shipped one), its span marked in its passage
+            shown = pages.answer(page, "who wrote hamlet", mode_label("extractive"), timeout=600_000)
+            print("qa-extractive", shown["answer"], pages.screenshot(page, "qa-extractive"), flush=True)
         if "train" in wanted and not args.skip_train:
             final = pages.train(
                 page,
