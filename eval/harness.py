@@ -244,11 +244,17 @@ def _redacted(settings: dict) -> dict:
 
 
 def _generator_source(config: EvalConfig) -> str:
+    """Who answers: the generator of the generative modes, and the extractive reader when that mode is asked."""
+    reader = f"extractive reader {config.reader or 'shipped (dpr_rag/extractive/shipped)'}"
+    if not [m for m in config.generate + config.with_base if m != "extractive"]:
+        return reader
     if config.generator or config.rag:
-        return str(config.generator or f"RAG folder {config.rag}")
-    if config.base_generator:
-        return "embedded base model (Gemma 3 270M)"
-    return "shipped reader (Gemma 3 270M + LoRA, dpr_rag/rag/reader)"
+        source = str(config.generator or f"RAG folder {config.rag}")
+    elif config.base_generator:
+        source = "embedded base model (Gemma 3 270M)"
+    else:
+        source = "shipped reader (Gemma 3 270M + LoRA, dpr_rag/rag/reader)"
+    return f"{source}; {reader}" if "extractive" in config.generate else source
 
 
 def _per_question(examples: list[QAExample], answerable: list[bool], found: _Retrieval, made: Generation) -> list[dict]:

@@ -119,7 +119,7 @@ def render_markdown(report: dict) -> str:
             "",
             "## Answer quality (SQuAD exact match and token F1, %)",
             "",
-            f"Generator: {s['generator_source']}; RAG modes read the top {s['rag_k']} "
+            f"Answered by: {s['generator_source']}; the modes read the top {s['rag_k']} "
             f"{s.get('rag_retriever', 'dense')} passages."
             + (" Rows marked (base) answer with the bare base model over the same passages." if s.get("with_base") else "")
             + (

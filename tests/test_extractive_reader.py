@@ -327,6 +327,7 @@ def test_eval_scores_the_extractive_mode(saved_reader, toy_corpus, tmp_path):
     em = 100.0 * sum(exact_match(p, e.answers) for p, e in zip(expected, _toy_qa(), strict=True)) / len(expected)
     assert report["qa"]["extractive"]["em"] == pytest.approx(em)
     assert "--reader" in report["settings"]["command"]
+    assert "Answered by: extractive reader" in (out / "report.md").read_text()  # no generator was loaded or named
     with pytest.raises(ConfigError, match="add extractive"):
         EvalConfig(qa=str(qa), generate=["token"], reader=str(saved_reader))
     with pytest.raises(ConfigError, match="with-base"):
