@@ -297,6 +297,8 @@ def test_no_reader_is_a_clear_error(toy_passages, monkeypatch):
     monkeypatch.setattr(model, "SHIPPED", model.SHIPPED.parent / "missing")
     with pytest.raises(ConfigError, match="train_reader"):
         RagPipeline(BM25Retriever(toy_passages), None, k=2).answer("who painted it", "extractive")
+    with pytest.raises(ConfigError, match="train_reader"):  # before any index is loaded (no corpus file is read)
+        RagPipeline.open(corpus="no-such-corpus.jsonl", load_generator=False)
 
 
 def test_answer_cli_extractive_mode(saved_reader, toy_corpus, tiny_model_dir, capsys):

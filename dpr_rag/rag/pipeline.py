@@ -139,8 +139,11 @@ class RagPipeline:
         `reranker` (a cross-encoder folder), its top `rerank_candidates` are reranked ("dense+rerank" and so on).
         `fallback`: the closed-book fallback (`fallback.py`); None = as the RAG folder's rag_config.json says (off).
         `extractive_reader`: the folder of the extractive mode's reader (None: the shipped one), loaded on first use;
-        `load_generator=False` opens the pipeline for extractive answers alone (no generator is loaded)."""
+        `load_generator=False` opens the pipeline for extractive answers alone (no generator is loaded; the reader is).
+        A reader that is asked for but missing or broken is an error here, before the index is loaded."""
         check_int("k", k, 1, MAX_K)
+        reader_source = None if extractive_reader is None else str(extractive_reader)
+        reader = load_extractive_reader(reader_source) if extractive_reader is not None or not load_generator else None
         if base_generator and (generator is not None or rag is not None):
             raise ConfigError("base_generator means the bare default generator: give no generator or RAG folder with it")
         if rag is None and generator is None and not base_generator:
@@ -178,9 +181,7 @@ class RagPipeline:
             temperature = None  # the trained temperature belongs to the dense scores
         pipeline = cls(searcher.retriever(retriever), generator_model, k, temperature, max_new_tokens, template)
         pipeline.fallback = bool(rag_config.get("fallback", False)) if fallback is None else fallback
-        if extractive_reader is not None:  # loaded now: a bad folder is an error of open()
-            pipeline.extractive_source = str(extractive_reader)
-            pipeline.extractive_reader = load_extractive_reader(pipeline.extractive_source)
+        pipeline.extractive_source, pipeline.extractive_reader = reader_source, reader
         return pipeline
 
     # ---- retrieval ------------------------------------------------------------------------------------
