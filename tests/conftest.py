@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from rag_helpers import SECRET_Q, SHARP, TEXTS, WORDS, build_bart, build_gpt2, secret
@@ -63,6 +65,14 @@ def toy_passages() -> list[Passage]:
         ("Jupiter", "Jupiter is the fifth planet from the Sun and the largest in the Solar System."),
     ]
     return [Passage(str(i), t, x) for i, (t, x) in enumerate(facts)]
+
+
+@pytest.fixture
+def toy_corpus(tmp_path, toy_passages):
+    """`toy_passages` as a JSONL corpus file."""
+    path = tmp_path / "corpus.jsonl"
+    path.write_text("".join(json.dumps(p.to_dict()) + "\n" for p in toy_passages))
+    return path
 
 
 # ---- the RAG tests' tiny generators (tests/rag_helpers.py builds them) -----------------------------------------

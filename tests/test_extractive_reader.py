@@ -198,13 +198,6 @@ def _toy_qa() -> list[QAExample]:
     return [QAExample(q, ["Leonardo da Vinci"]) for q in painter] + [QAExample(q, ["1889"]) for q in year]
 
 
-@pytest.fixture
-def toy_corpus(tmp_path, toy_passages):
-    path = tmp_path / "corpus.jsonl"
-    path.write_text("".join(json.dumps(p.to_dict()) + "\n" for p in toy_passages))
-    return path
-
-
 def _config(tmp_path, tiny_model_dir, toy_corpus, **kw) -> ReaderTrainConfig:
     settings = dict(
         out=str(tmp_path / "run"),

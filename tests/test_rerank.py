@@ -140,13 +140,6 @@ def _toy_qa() -> list[QAExample]:
     return [QAExample(q, ["Leonardo da Vinci"] if i < 4 else ["1889"]) for i, q in enumerate(questions)]
 
 
-@pytest.fixture
-def toy_corpus(tmp_path, toy_passages):
-    path = tmp_path / "corpus.jsonl"
-    path.write_text("".join(json.dumps(p.to_dict()) + "\n" for p in toy_passages))
-    return path
-
-
 def _config(tmp_path, tiny_model_dir, toy_corpus, **kw) -> RerankerTrainConfig:
     settings = dict(
         out=str(tmp_path / "run"),
