@@ -29,8 +29,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
 from ..config_checks import check_choice, check_int
 from ..data.passages import Passage
 from ..errors import ConfigError, DprRagError
-from ..retrieval.encoder import default_encoder_path
-from ..retrieval.rerank import BASE_DEFAULT, cpu_autocast, passage_text
+from ..retrieval.rerank import BASE_DEFAULT, base_encoder_path, cpu_autocast, passage_text
 from ..storage import model_load_errors, read_json
 from .spans import best_span, title_text_segments
 
@@ -62,10 +61,6 @@ class ExtractedAnswer:
     selection: list[float]
 
 
-def _base_path(name: str | None) -> str:
-    return default_encoder_path() if name in (None, BASE_DEFAULT) else str(name)
-
-
 class ExtractiveReader(nn.Module):
     def __init__(
         self,
@@ -94,7 +89,7 @@ class ExtractiveReader(nn.Module):
     @classmethod
     def from_encoder(cls, name: str | os.PathLike | None = None, **kw) -> ExtractiveReader:
         """A new reader on a pretrained encoder (None: the embedded MiniLM); its heads start untrained."""
-        path = _base_path(None if name is None else str(name))
+        path = base_encoder_path(None if name is None else str(name))
         try:
             tokenizer = AutoTokenizer.from_pretrained(path)
             encoder = AutoModel.from_pretrained(path)

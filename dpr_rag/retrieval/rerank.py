@@ -64,7 +64,8 @@ def passage_text(p: Passage) -> str:
     return f"{p.title}: {p.text}" if p.title else p.text
 
 
-def _base_path(name: str | None) -> str:
+def base_encoder_path(name: str | None) -> str:
+    """Where an encoder named in a saved folder loads from: the embedded MiniLM for None or `BASE_DEFAULT`."""
     return default_encoder_path() if name in (None, BASE_DEFAULT) else str(name)
 
 
@@ -92,7 +93,7 @@ class CrossEncoderReranker:
             return cls._from_adapter(folder, **kw)
         if folder is not None and (folder / COMPACT_CONFIG).is_file():
             return cls._from_compact(folder, **kw)
-        name = _base_path(None if path is None else str(path))
+        name = base_encoder_path(None if path is None else str(path))
         try:
             tokenizer = AutoTokenizer.from_pretrained(name)
             model = AutoModelForSequenceClassification.from_pretrained(name, num_labels=1)
