@@ -1,6 +1,11 @@
 """`python -m dpr_rag.index`: build the BM25 and dense indexes of a corpus, into the cache or a folder.
 
-Large corpora can be encoded in parallel, one shard per machine or GPU, then merged:
+Large corpora are encoded in parallel under torchrun, one shard per process (GPU or machine), then merged by
+rank 0; re-running skips the shards already written:
+
+    torchrun --nnodes 2 --nproc_per_node 8 ... -m dpr_rag.index --corpus psgs.tsv --shards /data/emb --out /data/index
+
+or by hand, one shard per job, then one merge:
 
     python -m dpr_rag.index --corpus psgs.tsv --num-shards 4 --shard 0 --shards /data/emb   # ... --shard 3
     python -m dpr_rag.index --corpus psgs.tsv --merge --shards /data/emb --out /data/index
@@ -24,8 +29,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bm25-only", action="store_true", help="skip the dense index (no encoding)")
     sharding = parser.add_argument_group("sharded encoding")
     sharding.add_argument("--shard", type=int, help="encode only shard I (0-based) of --num-shards into --shards (float16 .npy)")
-    sharding.add_argument("--num-shards", type=int, default=1, help="number of shards the corpus is split into")
-    sharding.add_argument("--shards", help="folder of shard embeddings (written by --shard, read by --merge)")
+    sharding.add_argument(
+        "--num-shards", type=int, help="number of shards the corpus is split into (default: 1 with --shard, else one per process)"
+    )
+    sharding.add_argument(
+        "--shards",
+        help="folder of shard embeddings (written by --shard, read by --merge); with --out alone: every torchrun process "
+        "encodes its shards into it, then rank 0 merges them into --out",
+    )
     sharding.add_argument("--merge", action="store_true", help="build the index folder --out from every shard in --shards")
     return parser
 

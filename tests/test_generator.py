@@ -258,3 +258,29 @@ def test_default_gemma_knows_paris(monkeypatch):
     assert paris > berlin and paris > madrid
     answers = gen.generate([question], max_new_tokens=8, num_beams=2, num_return_sequences=2)
     assert answers and all(isinstance(a, str) for a in answers[0])
+
+
+def test_gguf_metadata_is_read_once_with_the_same_fields(tmp_path):
+    """The default generator's conversion reads the GGUF once (not once each for config, tokenizer and weights)."""
+    import gguf
+    import numpy as np
+
+    from dpr_rag.rag.default_generator import _gguf_read_once
+
+    path = tmp_path / "tiny.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_array("tokenizer.ggml.tokens", [f"word{i}" for i in range(2000)])
+    writer.add_tensor("token_embd.weight", np.arange(64, dtype=np.float32).reshape(8, 8))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    plain = gguf.GGUFReader(path)
+    with _gguf_read_once():
+        first, second = gguf.GGUFReader(path), gguf.GGUFReader(str(path))
+        assert first is second and type(first.data) is np.ndarray  # one read, over a plain array view
+    assert gguf.GGUFReader is not type(first) and isinstance(gguf.GGUFReader(path).data, np.memmap)  # restored after
+    tokens = first.fields["tokenizer.ggml.tokens"]
+    assert [bytes(tokens.parts[i]).decode() for i in tokens.data] == [f"word{i}" for i in range(2000)]
+    assert list(first.fields) == list(plain.fields)
+    np.testing.assert_array_equal(first.tensors[0].data, plain.tensors[0].data)

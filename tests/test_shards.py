@@ -1,6 +1,9 @@
 """Sharded encoding: N shards merged into one index give the same search results as encoding in one go."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -145,3 +148,39 @@ def test_index_cli_passes_faiss_parameters_and_caches_by_them(tiny_model_dir, tm
     assert json.loads((cache_dir() / "dense" / names[1] / "index.json").read_text())["params"]["nprobe"] == 16  # not 4
     searcher = Searcher.open(index=tmp_path / "a", model=str(tiny_model_dir), index_params={"nprobe": 2})
     assert searcher.retriever("dense").index.params["nprobe"] == 2  # search-time parameters apply to a saved index
+
+
+def test_torchrun_two_gloo_processes_build_the_index_one_process_builds(corpus, tiny_model_dir, tmp_path, monkeypatch):
+    """`torchrun -m dpr_rag.index --shards DIR --out INDEX`: rank r encodes shard r, a barrier, rank 0 merges."""
+    model = str(tiny_model_dir)
+    common = ["--corpus", str(corpus), "--model", model, "--no-cache"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DPR_RAG_CACHE": str(tmp_path / "cache")}
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531"]
+    two = subprocess.run(
+        [*launch, "-m", "dpr_rag.index", *common, "--shards", str(tmp_path / "emb2"), "--out", str(tmp_path / "two")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert two.returncode == 0, two.stderr[-3000:]
+    written = sorted(p.name for p in (tmp_path / "emb2").glob("shard-*.json"))
+    assert written == ["shard-00000-of-00002.json", "shard-00001-of-00002.json"]  # one shard per rank
+    build(common + ["--shards", str(tmp_path / "emb1"), "--out", str(tmp_path / "one")])  # no torchrun: world size 1
+    assert len(list((tmp_path / "emb1").glob("shard-*.json"))) == 1
+    assert search(tmp_path / "two", model, k=37) == search(tmp_path / "one", model, k=37)
+    for name in ("passages.jsonl", "bm25/bm25.json"):
+        assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes()
+    manifests = [json.loads((tmp_path / run / "manifest.json").read_text()) for run in ("one", "two")]
+    assert manifests[0]["passage_encoder_fingerprint"] == manifests[1]["passage_encoder_fingerprint"] is not None
+
+    # Re-running skips the finished shards (here one process takes both shards of the torchrun run): no encoding.
+    monkeypatch.setattr(DualEncoder, "encode_passages", lambda *a, **k: pytest.fail("a finished shard was encoded again"))
+    build(common + ["--num-shards", "2", "--shards", str(tmp_path / "emb2"), "--out", str(tmp_path / "again")])
+    assert search(tmp_path / "again", model) == search(tmp_path / "two", model)
+
+
+def test_shards_alone_names_what_is_missing(corpus, tiny_model_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        index_cli.run_cli(index_cli.main, ["--corpus", str(corpus), "--shards", str(tmp_path / "emb")])
+    assert exit_info.value.code == 2 and "--shards needs --shard I" in capsys.readouterr().err

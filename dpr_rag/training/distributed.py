@@ -11,6 +11,7 @@ exactly what one process holding the whole batch would compute.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -28,16 +29,23 @@ def world_size() -> int:
     return dist.get_world_size() if is_distributed() else 1
 
 
-def init_from_env() -> torch.device:
-    """Join the process group that torchrun describes (RANK, WORLD_SIZE, ...); a no-op for a single process."""
+def init_from_env(timeout: timedelta | None = None) -> torch.device:
+    """Join the process group that torchrun describes (RANK, WORLD_SIZE, ...); a no-op for a single process.
+    `timeout` bounds every collective (torch's default: 30 minutes for gloo, 10 for nccl)."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not is_distributed():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend)
+        dist.init_process_group(backend, timeout=timeout)
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     if torch.cuda.is_available():
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
+
+
+def barrier() -> None:
+    """Wait until every rank gets here (a no-op for a single process)."""
+    if is_distributed():
+        dist.barrier()
 
 
 class _AllGather(torch.autograd.Function):
