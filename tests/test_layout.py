@@ -21,6 +21,7 @@ COMMANDS = {
     "dpr_rag.train_reranker",
     "dpr_rag.train_reader",
     "dpr_rag.generate_questions",
+    "dpr_rag.prepare",
     "dpr_rag.cli_common",
 }
 CLI_MODULES = COMMANDS | {"eval.run", "eval.compare"}

@@ -80,6 +80,7 @@ class DenseIndex:
         if pq_m is not None and dim % pq_m:
             raise ConfigError(f"pq_m must divide the dimension {dim}, got {pq_m}")
         self.dim, self.kind = dim, kind
+        self.origin = "encoded"  # how its vectors were obtained, for reports: set by whoever fills it
         self.params: dict[str, Any] = {"hnsw_m": hnsw_m, "ef_search": ef_search, "nlist": nlist, "pq_m": pq_m, "nprobe": nprobe}
         # Any: FAISS's classes differ by kind (.hnsw exists only on HNSW indexes); None until IVF-PQ is trained.
         self.index: Any = None
@@ -185,6 +186,7 @@ class DenseIndex:
             )
         self = cls.__new__(cls)
         self.dim, self.kind, self.params = meta["dim"], meta["kind"], meta["params"]
+        self.origin = f"loaded from {path}"
         self.index = None
         try:
             self.index = faiss.read_index(str(path / "index.faiss"))

@@ -138,7 +138,7 @@ def build_index(config: IndexBuildConfig, report: Callable[[str], None] = lambda
             precision=config.precision,
             **config.index_params,
         )
-        fingerprint, how = searcher.encoder.passage_fingerprint(), "encoded"
+        fingerprint, how = searcher.encoder.passage_fingerprint(), result.dense.origin
     if result.dense is not None:
         result.seconds["dense"] = time.perf_counter() - t0
         report(

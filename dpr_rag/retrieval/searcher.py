@@ -31,6 +31,7 @@ from .dense import DenseRetriever, encode_corpus
 from .encoder import DualEncoder, check_precision, cpu_has_fast_bf16
 from .faiss_index import SEARCH_PARAMS, DenseIndex, params_key
 from .hybrid import DEFAULT_WEIGHT, HybridRetriever
+from .prebuilt import shipped_embeddings
 from .rerank import DEFAULT_CANDIDATES, RerankedRetriever, Reranker, load_reranker
 
 RETRIEVERS = ("bm25", "dense", "hybrid")
@@ -77,21 +78,27 @@ def dense_index(
     **index_params,
 ) -> DenseIndex:
     """The FAISS index of this corpus under this passage encoder: from the cache, or encoded now and cached."""
-    corpus_fp = corpus_fingerprint(passages)
+    corpus_fp, encoder_fp = corpus_fingerprint(passages), encoder.passage_fingerprint()
     precision_key = "" if check_precision(precision) == "fp32" else f"-{precision}"
-    prefix = cache_dir() / "dense" / f"{corpus_fp}-{encoder.passage_fingerprint()}"
+    prefix = cache_dir() / "dense" / f"{corpus_fp}-{encoder_fp}"
     folder = prefix.with_name(f"{prefix.name}-{kind}{params_key(index_params)}{precision_key}")
     search = {k: index_params.pop(k) for k in SEARCH_PARAMS if k in index_params}
     if use_cache and (folder / "index.faiss").exists():
         index = DenseIndex.load(folder)
         if len(index) == len(passages):
             index.tune(**search)
+            index.origin = "loaded from the cache"
             return index
     flat = prefix.with_name(f"{prefix.name}-flat{precision_key}")
     if use_cache and kind != "flat" and (flat / "index.faiss").exists() and len(exact := DenseIndex.load(flat)) == len(passages):
         # The exact index of the same corpus and encoder holds the very vectors: build from them, no re-encoding.
         index = DenseIndex(encoder.dim, kind, **index_params)
         index.add(exact.reconstruct(np.arange(len(exact))))
+        index.origin = "built from the cached flat index"
+    elif precision == "fp32" and (shipped := shipped_embeddings(corpus_fp, encoder_fp)) is not None:
+        index = DenseIndex(encoder.dim, kind, **index_params)  # the default corpus under the default encoder
+        index.add(shipped)
+        index.origin = "built from the shipped embeddings"
     else:
         index = encode_corpus(
             encoder,
