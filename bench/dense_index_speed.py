@@ -6,8 +6,11 @@ Vectors are synthetic but clustered like sentence embeddings (unit vectors aroun
 approximate index has neighbourhoods to find; uniform random vectors would make every index look bad). Queries
 are fresh draws from the same distribution. Each index kind is built through this project's `DenseIndex`
 with its default parameters; recall@k is the overlap of its top-k with the exact flat top-k.
-Memory per vector is the serialized index size divided by the number of vectors. HNSW is also searched at
-several efSearch and IVF-PQ at several nprobe (one build each). `--real NQ.jsonl` adds the same comparison on
+Memory per vector is the serialized index size divided by the number of vectors: what a search process holds in
+RAM (for ivfpq-exact, its IVF-PQ part; its float16 vectors, 2·d bytes each, stay on disk and are memory-mapped:
+`bench/index_memory.py` measures the resident memory of a search process). HNSW is also searched at several
+efSearch, IVF-PQ at several nprobe, and ivfpq-exact at several (nprobe, candidates) (one build each).
+`--real NQ.jsonl` adds the same comparison on
 the default corpus's real MiniLM vectors (10,365) with NQ questions as queries.
 Writes bench/results/dense_index_speed.json.
 """
@@ -60,14 +63,18 @@ def compare(vectors: np.ndarray, queries: np.ndarray, k: int, kinds: list[str], 
         index.add(vectors)
         build = time.perf_counter() - t
         size = faiss.serialize_index(index.index).nbytes / len(vectors)
-        settings = {"hnsw": [("efSearch", e) for e in (32, 128, 512)], "ivfpq": [("nprobe", p) for p in (16, 64, 256)]}.get(
-            kind, [(None, None)]
-        )
+        settings = {
+            "hnsw": [("efSearch", e) for e in (32, 128, 512)],
+            "ivfpq": [("nprobe", p) for p in (16, 64, 256)],
+            "ivfpq-exact": [("nprobe,candidates", pc) for pc in ((16, 256), (64, 256), (64, 1000), (128, 1000))],
+        }.get(kind, [(None, None)])
         for name, value in settings:
             if kind == "hnsw":
                 index.index.hnsw.efSearch = value
             elif kind == "ivfpq":
                 faiss.extract_index_ivf(index.index).nprobe = value
+            elif kind == "ivfpq-exact":
+                index.tune(nprobe=value[0], candidates=value[1])
             m = measure(index, queries, k, exact)
             exact = m.pop("ids") if exact is None else exact
             m.pop("ids", None)
@@ -75,7 +82,7 @@ def compare(vectors: np.ndarray, queries: np.ndarray, k: int, kinds: list[str], 
                 {
                     "data": label,
                     "kind": kind,
-                    "setting": f"{name}={value}" if name else "",
+                    "setting": f"{name}={value}".replace(" ", "") if name else "",
                     "build_s": build,
                     "bytes_per_vector": size,
                     **m,

@@ -25,8 +25,9 @@ def add_corpus_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision",
         choices=PRECISIONS,
-        default="fp32",
-        help="passage encoding precision on CPU: bf16 is 2-3x faster on CPUs with AMX/AVX512-BF16 (default fp32)",
+        default="auto",
+        help="passage encoding on CPU: fp32 (ONNX Runtime where installed, else torch), bf16 (torch; 2-3x faster on "
+        "CPUs with AMX/AVX512-BF16), int8 (ONNX Runtime, quantised); default auto: bf16 where fast, else fp32",
     )
     parser.add_argument(
         "--no-cache", action="store_true", help="do not read or write the index cache ($DPR_RAG_CACHE, default ~/.cache/dpr_rag)"
@@ -37,6 +38,9 @@ def add_corpus_args(parser: argparse.ArgumentParser) -> None:
     tuning.add_argument("--nlist", type=int, help="ivfpq: inverted lists (default 4*sqrt(passages))")
     tuning.add_argument("--pq-m", type=int, help="ivfpq: bytes per vector code, must divide the dimension (default dim/4)")
     tuning.add_argument("--nprobe", type=int, help="ivfpq: lists searched per query (default 16; more = higher recall)")
+    tuning.add_argument(
+        "--candidates", type=int, help="ivfpq-exact: IVF-PQ hits rescored exactly from disk per query (default 256)"
+    )
 
 
 def add_rerank_args(parser: argparse.ArgumentParser, what: str = "rerank each retriever's top hits") -> None:
@@ -61,7 +65,8 @@ def add_rerank_args(parser: argparse.ArgumentParser, what: str = "rerank each re
 
 def index_params(args: argparse.Namespace) -> dict:
     """The FAISS parameters given on the command line (the rest keep their defaults)."""
-    return {k: getattr(args, k) for k in ("hnsw_m", "ef_search", "nlist", "pq_m", "nprobe") if getattr(args, k, None) is not None}
+    names = ("hnsw_m", "ef_search", "nlist", "pq_m", "nprobe", "candidates")
+    return {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
 
 
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> None:

@@ -9,6 +9,12 @@ or by hand, one shard per job, then one merge:
 
     python -m dpr_rag.index --corpus psgs.tsv --num-shards 4 --shard 0 --shards /data/emb   # ... --shard 3
     python -m dpr_rag.index --corpus psgs.tsv --merge --shards /data/emb --out /data/index
+
+An index folder changes without a rebuild: `--add FILE` encodes only the new passages, `--delete ID,ID` encodes
+nothing; both swap the new version in atomically (a killed change leaves the old index serving):
+
+    python -m dpr_rag.index --index /data/index --add new_passages.jsonl
+    python -m dpr_rag.index --index /data/index --delete 17,42
 """
 
 from __future__ import annotations
@@ -16,6 +22,9 @@ from __future__ import annotations
 import argparse
 
 from .cli_common import add_corpus_args, index_params, run_cli
+from .data.passages import load_corpus
+from .errors import ConfigError
+from .retrieval.index_update import add_passages, delete_passages
 from .retrieval.indexing import IndexBuildConfig, build_index
 
 
@@ -38,11 +47,17 @@ def build_parser() -> argparse.ArgumentParser:
         "encodes its shards into it, then rank 0 merges them into --out",
     )
     sharding.add_argument("--merge", action="store_true", help="build the index folder --out from every shard in --shards")
+    change = parser.add_argument_group("changing an index folder (no rebuild)")
+    change.add_argument("--index", help="the index folder to change (written by --out)")
+    change.add_argument("--add", help="a passage file (TSV or JSONL) to add: only these passages are encoded")
+    change.add_argument("--delete", help="comma-separated passage ids to delete")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.add or args.delete or args.index:
+        return change_index(args)
     config = IndexBuildConfig(
         corpus=args.corpus,
         model=args.model,
@@ -59,6 +74,18 @@ def main(argv: list[str] | None = None) -> int:
         merge=args.merge,
     )
     build_index(config, report=lambda line: print(line, flush=True))
+    return 0
+
+
+def change_index(args: argparse.Namespace) -> int:
+    if not args.index or bool(args.add) == bool(args.delete):
+        raise ConfigError("changing an index takes --index DIR and one of --add FILE or --delete ID[,ID...]")
+    report = lambda line: print(line, flush=True)  # noqa: E731
+    if args.add:
+        change = add_passages(args.index, load_corpus(args.add), report)
+    else:
+        change = delete_passages(args.index, [i.strip() for i in args.delete.split(",") if i.strip()], report)
+    print(f"{args.index}: +{change.added:,} -{change.deleted:,} passages, {change.n_passages:,} now")
     return 0
 
 

@@ -56,7 +56,7 @@ class EvalConfig:
     match: str = "string"
     out: str | None = None  # None = eval/reports/<timestamp>/
     index_type: str = "flat"
-    precision: str = "fp32"
+    precision: str = "auto"
     index_params: dict = field(default_factory=dict)  # FAISS parameters (hnsw_m, ef_search, nlist, pq_m, nprobe)
     use_cache: bool = True
     fusion: str = "linear"
@@ -161,7 +161,7 @@ class EvalConfig:
             args += ["--limit", str(self.limit)]
         if self.index_type != "flat":
             args += ["--index-type", self.index_type]
-        if self.precision != "fp32":
+        if self.precision != "auto":
             args += ["--precision", self.precision]
         for name, value in sorted(self.index_params.items()):
             args += [f"--{name.replace('_', '-')}", str(value)]

@@ -23,6 +23,7 @@ from dpr_rag.data.qa import QAExample, load_qa
 from dpr_rag.errors import ConfigError, DprRagError
 from dpr_rag.matching import CorpusAnswerIndex
 from dpr_rag.retrieval.base import SearchHit
+from dpr_rag.retrieval.encoder import resolve_precision
 from dpr_rag.retrieval.searcher import Searcher
 from dpr_rag.storage import atomic_dir, unique_folder
 
@@ -201,7 +202,7 @@ def _settings(config: EvalConfig, searcher: Searcher, names: list[str], n_loaded
         "k": config.k,
         "match": config.match,
         "index_type": config.index_type,
-        "precision": config.precision,
+        "precision": resolve_precision(config.precision),
         "index_params": config.index_params,
         "fusion": config.fusion,
         "weight": config.weight,

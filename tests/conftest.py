@@ -32,6 +32,9 @@ def pytest_collection_modifyitems(config, items):
 def isolated_cache(tmp_path, monkeypatch):
     """Every test gets its own index cache, so tests never see each other's (or the user's) indexes."""
     monkeypatch.setenv("DPR_RAG_CACHE", str(tmp_path / "cache"))
+    # Encoders run in torch unless a test asks for ONNX Runtime (tests/test_onnx_backend.py): exporting every tiny
+    # model of every test to ONNX would only slow the suite down.
+    monkeypatch.setenv("DPR_RAG_ENCODER_BACKEND", "torch")
 
 
 @pytest.fixture(scope="session")

@@ -62,9 +62,9 @@ def test_config_defaults_and_bad_values(monkeypatch):
     with pytest.raises(ConfigError, match="flat"):
         AppConfig.from_env()
     monkeypatch.delenv("DPR_RAG_APP_INDEX_TYPE")
-    assert (cfg.precision, cfg.max_passages, cfg.max_questions) == ("fp32", 50_000, 20_000)
+    assert (cfg.precision, cfg.max_passages, cfg.max_questions) == ("auto", 50_000, 20_000)
     for name, value, message in [
-        ("DPR_RAG_APP_PRECISION", "int4", "choose one of fp32, bf16"),
+        ("DPR_RAG_APP_PRECISION", "int4", "choose one of auto, fp32, bf16, int8"),
         ("DPR_RAG_APP_MAX_PASSAGES", "lots", "must be numbers"),
         ("DPR_RAG_APP_MAX_QUESTIONS", "0", "must be positive"),
     ]:

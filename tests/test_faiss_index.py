@@ -109,3 +109,51 @@ def test_search_parameters_trade_speed_for_recall_and_survive_save(tmp_path):
     assert recall_at(hnsw, x, q) > low
     with pytest.raises(ConfigError, match="nprobe must be None or an integer between 1 and"):
         ivf.tune(nprobe=0)
+
+
+def test_ivfpq_exact_rescoring_from_disk_returns_exact_scores_and_survives_save(tmp_path):
+    """ivfpq-exact: IVF-PQ proposes candidates, float16 vectors on disk score them exactly."""
+    from dpr_rag.retrieval.faiss_index import DenseIndex
+
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((20, 32)).astype(np.float32)
+    vectors = centres[rng.integers(20, size=4000)] + 0.3 * rng.standard_normal((4000, 32)).astype(np.float32)
+    queries = vectors[rng.integers(4000, size=30)] + 0.1 * rng.standard_normal((30, 32)).astype(np.float32)
+    flat, approx = DenseIndex(32, "flat"), DenseIndex(32, "ivfpq-exact", nlist=16, pq_m=4, nprobe=16, candidates=4000)
+    for index in (flat, approx):
+        index.add(vectors[:2500])
+        index.add(vectors[2500:])
+    exact_scores, exact_ids = flat.search(queries, 10)
+    scores, ids = approx.search(queries, 10)  # every vector a candidate: the exact ranking, float16 scores
+    assert (ids == exact_ids).mean() > 0.97
+    np.testing.assert_allclose(scores, exact_scores, atol=0.02 * np.abs(exact_scores).max())
+    plain = DenseIndex(32, "ivfpq", nlist=16, pq_m=4, nprobe=16)
+    plain.add(vectors)
+    recall = lambda found: np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, exact_ids, strict=True)])  # noqa: E731
+    approx.tune(candidates=100)
+    assert recall(approx.search(queries, 10)[1]) > recall(plain.search(queries, 10)[1])  # rescoring beats PQ's own order
+    approx.save(tmp_path / "idx")
+    loaded = DenseIndex.load(tmp_path / "idx")
+    assert loaded.kind == "ivfpq-exact" and isinstance(loaded.vectors.rows(np.array([3])), np.ndarray)
+    np.testing.assert_array_equal(loaded.search(queries, 10)[1], approx.search(queries, 10)[1])
+    np.testing.assert_allclose(loaded.reconstruct(np.array([5, 1])), vectors[[5, 1]], atol=2e-3)
+    assert (tmp_path / "idx" / "vectors.npy").stat().st_size > 4000 * 32 * 2  # float16 rows on disk
+
+
+@pytest.mark.parametrize("kind", ["flat", "fp16", "hnsw", "ivfpq", "ivfpq-exact"])
+def test_subset_keeps_the_other_vectors_in_order_without_retraining(kind):
+    from dpr_rag.retrieval.faiss_index import DenseIndex
+
+    rng = np.random.default_rng(1)
+    vectors = rng.standard_normal((3000, 16)).astype(np.float32)
+    index = DenseIndex(16, kind, nlist=8, pq_m=4, candidates=3000) if "ivf" in kind else DenseIndex(16, kind)
+    index.add(vectors)
+    keep = np.array([i for i in range(3000) if i % 3], dtype=np.int64)
+    part = index.subset(keep)
+    assert len(part) == len(keep) and part.kind == kind
+    np.testing.assert_allclose(part.reconstruct(np.arange(len(keep))), index.reconstruct(keep), atol=1e-5)
+    if "ivf" in kind:  # the trained coarse quantiser is the same object's copy, not a retrained one
+        import faiss
+
+        old, new = (faiss.extract_index_ivf(i.index).quantizer for i in (index, part))
+        np.testing.assert_array_equal(old.reconstruct_n(0, old.ntotal), new.reconstruct_n(0, new.ntotal))

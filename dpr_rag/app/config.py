@@ -18,7 +18,8 @@ DPR_RAG_APP_MAX_UPLOAD_MB  upload size limit in MB (default 200)
 DPR_RAG_APP_MAX_PASSAGES   most passages an uploaded corpus may have (default 50,000: ~13 min to encode on 2 CPU cores)
 DPR_RAG_APP_MAX_QUESTIONS  most questions an uploaded question file may have (default 20,000)
 DPR_RAG_APP_INDEX_TYPE   FAISS index type of the starting corpus: flat (default), fp16, hnsw or ivfpq
-DPR_RAG_APP_PRECISION    passage encoding precision: fp32 (default) or bf16 (~2.8x faster on CPUs with AMX)
+DPR_RAG_APP_PRECISION    passage encoding precision: auto (default: bf16 on CPUs with AMX/AVX512-BF16, else fp32),
+                         fp32, bf16 or int8 (ONNX Runtime, quantised)
 DPR_RAG_APP_SHOTS        few-shot demonstrations before each QA question by default (0-8, default 0; the QA tab
                          lets each user change it)
 GRADIO_SERVER_NAME / GRADIO_SERVER_PORT   where to serve (default 127.0.0.1:7860)
@@ -79,7 +80,7 @@ class AppConfig:
     max_passages: int = DEFAULT_MAX_PASSAGES
     max_questions: int = DEFAULT_MAX_QUESTIONS
     index_kind: str = "flat"
-    precision: str = "fp32"
+    precision: str = "auto"
     server_name: str = "127.0.0.1"
     server_port: int = 7860
     shots: int = 0
@@ -124,7 +125,7 @@ class AppConfig:
         kind = _env("DPR_RAG_APP_INDEX_TYPE") or "flat"
         if kind not in KINDS:
             raise ConfigError(f"DPR_RAG_APP_INDEX_TYPE={kind}: choose one of {', '.join(KINDS)}")
-        precision = _env("DPR_RAG_APP_PRECISION") or "fp32"
+        precision = _env("DPR_RAG_APP_PRECISION") or "auto"
         if precision not in PRECISIONS:
             raise ConfigError(f"DPR_RAG_APP_PRECISION={precision}: choose one of {', '.join(PRECISIONS)}")
         data = Path(_env("DPR_RAG_APP_DATA") or cache_dir() / "app").expanduser().resolve()

@@ -23,6 +23,7 @@ KIND_LABELS = {
     "fp16": "fp16 (exact, half the memory)",
     "hnsw": "hnsw (approximate, fast)",
     "ivfpq": "ivfpq (compressed; large corpora)",
+    "ivfpq-exact": "ivfpq-exact (compressed in memory, rescored exactly from disk)",
 }
 
 

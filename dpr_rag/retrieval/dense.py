@@ -18,7 +18,7 @@ def encode_corpus(
     batch_size: int = 64,
     show_progress: bool = True,
     progress=None,
-    precision: str = "fp32",
+    precision: str = "auto",
     **index_params,
 ) -> DenseIndex:
     """Encode every passage with the passage tower and put the vectors in a new FAISS index (ids = positions)."""

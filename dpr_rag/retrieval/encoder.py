@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import json
 import os
+import threading
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,13 +29,19 @@ from transformers import AutoModel, AutoTokenizer, PreTrainedModel
 from ..data.passages import Passage
 from ..errors import ConfigError, DataFormatError, DprRagError
 from ..storage import atomic_dir, model_load_errors, read_json
+from .onnx_backend import OnnxTower, onnx_tower, onnxruntime_available, weights_fingerprint
 
 CONFIG_NAME = "dpr_rag_encoder.json"
 POOLINGS = ("cls", "mean")
-# Precision of the passage-encoding pass on CPU. "bf16" runs a bfloat16 copy of the passage tower: on CPUs with
-# AMX or AVX512-BF16 (Intel Sapphire Rapids and later, AMD Zen 4) it is 2-3x faster than fp32 for the same
-# embeddings to ~1e-4 cosine (BENCHMARKS.md); elsewhere it is slower, so fp32 stays the default.
-PRECISIONS = ("fp32", "bf16")
+# Precision of the passage-encoding pass on CPU (BENCHMARKS.md, "CPU encoding backends"):
+# - "bf16" runs a bfloat16 copy of the passage tower in torch: on CPUs with AMX or AVX512-BF16 (Intel Sapphire Rapids
+#   and later, AMD Zen 4) 2-3x faster than fp32 for the same embeddings to ~1e-4 cosine; elsewhere slower;
+# - "fp32" runs torch for passages and ONNX Runtime for queries where it is installed (the same embeddings to
+#   ~1e-7; a single query ~4x faster, passage batches no faster); DPR_RAG_ENCODER_BACKEND=torch|onnx forces one engine;
+# - "int8": ONNX Runtime with dynamically quantised int8 weights (faster again; changes the embeddings);
+# - "auto" (the default): bf16 where the CPU has bf16 instructions, else fp32.
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
+BACKENDS = ("auto", "torch", "onnx")
 
 
 def default_encoder_path() -> str:
@@ -81,6 +87,28 @@ def check_precision(precision: str) -> str:
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     return precision
+
+
+def resolve_precision(precision: str) -> str:
+    """ "auto" made concrete for this machine: bf16 on CPUs with bf16 instructions, else fp32 (GPUs use autocast)."""
+    if check_precision(precision) != "auto":
+        return precision
+    return "bf16" if _device().type == "cpu" and cpu_has_fast_bf16() else "fp32"
+
+
+def encoder_backend() -> str:
+    """The engine for fp32 encoding on CPU: DPR_RAG_ENCODER_BACKEND = auto (ONNX Runtime for queries where it is
+    installed, torch for passages), torch or onnx (both sides)."""
+    backend = os.environ.get("DPR_RAG_ENCODER_BACKEND") or "auto"
+    if backend not in BACKENDS:
+        raise ConfigError(f"DPR_RAG_ENCODER_BACKEND={backend}: choose one of {', '.join(BACKENDS)}")
+    return backend
+
+
+def _param_versions(tower: nn.Module) -> tuple[int, ...]:
+    """torch bumps a tensor's version at every in-place change (an optimizer step, load_state_dict): a cheap test of
+    whether a tower's weights are still the ones an ONNX export was made from."""
+    return tuple(p._version for p in tower.parameters())
 
 
 def _device() -> torch.device:
@@ -135,6 +163,9 @@ class DualEncoder(nn.Module):
             self.query_encoder if passage_model is None or shared else Tower(passage_model, settings.pooling, settings.normalize)
         )
         self.settings.shared = shared
+        self._onnx: dict[tuple[int, str], tuple[tuple[int, ...], OnnxTower]] = {}  # (tower, precision) -> session
+        self._onnx_lock = threading.Lock()  # app threads encode concurrently: one creates a session, the others wait
+        self._loaded_versions = {id(t): _param_versions(t) for t in (self.query_encoder, self.passage_encoder)}
 
     # ---- loading and saving -------------------------------------------------------------------------
     @classmethod
@@ -209,13 +240,8 @@ class DualEncoder(nn.Module):
 
     def passage_fingerprint(self) -> str:
         """Hash of the passage tower's weights and settings: the key of cached passage embeddings."""
-        h = hashlib.sha256(
-            json.dumps([self.settings.pooling, self.settings.normalize, self.settings.max_passage_length]).encode()
-        )
-        for name, t in sorted(self.passage_encoder.model.state_dict().items()):
-            h.update(name.encode())
-            h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-        return h.hexdigest()[:16]
+        header = json.dumps([self.settings.pooling, self.settings.normalize, self.settings.max_passage_length])
+        return weights_fingerprint(self.passage_encoder.model, header)
 
     @property
     def dim(self) -> int:
@@ -238,14 +264,18 @@ class DualEncoder(nn.Module):
             return_tensors="pt",
         )
 
-    def encode_queries(self, questions: list[str], batch_size: int = 128, show_progress: bool = False) -> np.ndarray:
-        return self._encode(self.query_encoder, questions, self.tokenize_queries, len, batch_size, show_progress, "queries")
+    def encode_queries(
+        self, questions: list[str], batch_size: int = 128, show_progress: bool = False, precision: str = "fp32"
+    ) -> np.ndarray:
+        """Query embeddings (float32 array, input order); fp32 unless asked (ONNX Runtime where installed)."""
+        tower = self._runner(self.query_encoder, precision, lambda: self.tokenize_queries(["a question"]), latency_bound=True)
+        return self._encode(tower, questions, self.tokenize_queries, len, batch_size, show_progress, "queries")
 
     def encode_passages(
-        self, passages: list[Passage], batch_size: int = 64, show_progress: bool = True, progress=None, precision: str = "fp32"
+        self, passages: list[Passage], batch_size: int = 64, show_progress: bool = True, progress=None, precision: str = "auto"
     ) -> np.ndarray:
-        """Passage embeddings (float32 array, input order); `precision="bf16"` encodes with a bfloat16 copy on CPU."""
-        tower = self._tower_in(self.passage_encoder, check_precision(precision))
+        """Passage embeddings (float32 array, input order) at `precision` (see PRECISIONS)."""
+        tower = self._runner(self.passage_encoder, precision, lambda: self.tokenize_passages([Passage("0", "A title", "a text")]))
         return self._encode(
             tower,
             passages,
@@ -257,21 +287,48 @@ class DualEncoder(nn.Module):
             progress,
         )
 
-    @staticmethod
-    def _tower_in(tower: Tower, precision: str) -> Tower:
-        # On GPUs autocast already runs in bf16/fp16; a copy keeps the (trainable) fp32 tower untouched.
-        if precision == "fp32" or _device().type == "cuda":
+    def _runner(self, tower: Tower, precision: str, sample, latency_bound: bool = False) -> Tower | OnnxTower:
+        """What runs `tower` at `precision`: the tower itself, a bf16 copy, or an ONNX Runtime session. By default fp32
+        goes to ONNX Runtime for `latency_bound` work (queries), and only while the weights are those it exported
+        (a tower being trained runs in torch)."""
+        precision = resolve_precision(precision)
+        if _device().type == "cuda":
+            if precision == "int8":
+                raise ConfigError("precision int8 runs on CPUs (ONNX Runtime); GPUs encode in bf16 autocast")
+            return tower  # autocast already runs in bf16/fp16
+        if precision == "bf16":
+            if not cpu_has_fast_bf16():
+                warnings.warn("precision='bf16' on a CPU without AMX/AVX512-BF16 is emulated and slower than fp32", stacklevel=3)
+            return copy.deepcopy(tower).to(torch.bfloat16)  # a copy keeps the (trainable) fp32 tower untouched
+        backend = encoder_backend()
+        onnx_by_default = latency_bound and onnxruntime_available()
+        if precision == "fp32" and (backend == "torch" or (backend == "auto" and not onnx_by_default)):
             return tower
-        if not cpu_has_fast_bf16():
-            warnings.warn("precision='bf16' on a CPU without AMX/AVX512-BF16 is emulated and slower than fp32", stacklevel=3)
-        return copy.deepcopy(tower).to(torch.bfloat16)
+        key, versions = (id(tower), precision), _param_versions(tower)
+        if precision == "fp32" and backend == "auto" and versions != self._loaded_versions.get(id(tower)):
+            return tower  # trained since it was loaded: exporting again at every evaluation would cost more than it saves
+        with self._onnx_lock:
+            if key not in self._onnx or self._onnx[key][0] != versions:
+                header = json.dumps(["onnx", self.settings.pooling, self.settings.normalize])
+                session = onnx_tower(tower, weights_fingerprint(tower.model, header), dict(sample()), precision)
+                self._onnx[key] = (versions, session)
+            return self._onnx[key][1]
 
     def _encode(
-        self, tower: Tower, items: list, tokenize, length, batch_size: int, show_progress: bool, what: str, progress=None
+        self,
+        tower: Tower | OnnxTower,
+        items: list,
+        tokenize,
+        length,
+        batch_size: int,
+        show_progress: bool,
+        what: str,
+        progress=None,
     ) -> np.ndarray:
         """Encode in batches of similar length (less padding), under inference_mode; result in input order."""
         device = _device()
-        tower.to(device).eval()
+        if isinstance(tower, nn.Module):
+            tower.to(device).eval()
         order = sorted(range(len(items)), key=lambda i: -length(items[i]))
         out = np.empty((len(items), self.dim), dtype=np.float32)
         bar = tqdm(

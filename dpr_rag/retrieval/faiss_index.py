@@ -5,7 +5,10 @@
   scores within ~1e-3 of flat: half the memory for the same ranking);
 - "hnsw": `IndexHNSWFlat` graph (fast approximate search, ~4·d + 8·M bytes a vector, no training);
 - "ivfpq": `IndexIVFPQ` (inverted lists + product quantisation, ~d/4 + 16 bytes a vector: the choice when a flat
-  index no longer fits in memory; needs training on a sample, done on the first `add`).
+  index no longer fits in memory; needs training on a sample, done on the first `add`);
+- "ivfpq-exact": the same IVF-PQ codes in memory (~d/4 + 8 bytes a vector) find `candidates` per query, which are
+  then scored exactly against the float16 vectors kept on disk (`vectors.npy`, memory-mapped): the exact top-k of
+  those candidates, at IVF-PQ's memory. Recall is bounded by whether the true top-k are among the candidates.
 
 Saved with FAISS's own binary format (`faiss.write_index`, never pickle) next to `index.json`.
 """
@@ -25,10 +28,12 @@ import numpy as np
 from ..config_checks import check_int
 from ..errors import ConfigError, DataFormatError
 from ..storage import atomic_dir, read_json
+from .disk_vectors import DiskVectors
 
-KINDS = ("flat", "fp16", "hnsw", "ivfpq")
+KINDS = ("flat", "fp16", "hnsw", "ivfpq", "ivfpq-exact")
+IVF_KINDS = ("ivfpq", "ivfpq-exact")
 BUILD_PARAMS = ("hnsw_m", "nlist", "pq_m")  # change what is stored: part of an index's cache key
-SEARCH_PARAMS = ("ef_search", "nprobe")  # change only how it is searched: settable on a built index
+SEARCH_PARAMS = ("ef_search", "nprobe", "candidates")  # change only how it is searched: settable on a built index
 
 
 def params_key(params: dict) -> str:
@@ -41,6 +46,7 @@ MAX_DIM = 65_536
 MAX_HNSW_M = 256  # FAISS's graph degree; memory grows with it (8·M bytes a vector)
 MAX_NLIST = 1 << 20
 MAX_EF_SEARCH = 65_536  # candidates kept per query: beyond this the search allocates without bound
+MAX_CANDIDATES = 65_536
 
 
 def file_sha256(path: Path) -> str:
@@ -67,6 +73,7 @@ class DenseIndex:
         nlist: int | None = None,
         pq_m: int | None = None,
         nprobe: int = 16,
+        candidates: int = 256,
     ):
         if kind not in KINDS:
             raise ConfigError(f"unknown index type {kind!r}; choose one of {', '.join(KINDS)}")
@@ -77,11 +84,14 @@ class DenseIndex:
         check_int("ef_search", ef_search, 1, MAX_EF_SEARCH)
         check_int("nprobe", nprobe, 1, MAX_NLIST)
         check_int("pq_m", pq_m, 1, dim, optional=True)
+        check_int("candidates", candidates, 1, MAX_CANDIDATES)
         if pq_m is not None and dim % pq_m:
             raise ConfigError(f"pq_m must divide the dimension {dim}, got {pq_m}")
         self.dim, self.kind = dim, kind
         self.origin = "encoded"  # how its vectors were obtained, for reports: set by whoever fills it
         self.params: dict[str, Any] = {"hnsw_m": hnsw_m, "ef_search": ef_search, "nlist": nlist, "pq_m": pq_m, "nprobe": nprobe}
+        self.params["candidates"] = candidates
+        self.vectors = DiskVectors(dim) if kind == "ivfpq-exact" else None
         # Any: FAISS's classes differ by kind (.hnsw exists only on HNSW indexes); None until IVF-PQ is trained.
         self.index: Any = None
         if kind == "flat":
@@ -94,17 +104,21 @@ class DenseIndex:
             self.index.hnsw.efSearch = ef_search
         # ivfpq is created on the first add, when the number of vectors fixes nlist.
 
-    def tune(self, ef_search: int | None = None, nprobe: int | None = None) -> None:
-        """Set search-time parameters: HNSW's efSearch and IVF-PQ's nprobe (more = higher recall, slower)."""
+    def tune(self, ef_search: int | None = None, nprobe: int | None = None, candidates: int | None = None) -> None:
+        """Set search-time parameters: HNSW's efSearch, IVF-PQ's nprobe and the exact rescoring's candidates per
+        query (more = higher recall, slower)."""
         check_int("ef_search", ef_search, 1, MAX_EF_SEARCH, optional=True)
         check_int("nprobe", nprobe, 1, MAX_NLIST, optional=True)
+        check_int("candidates", candidates, 1, MAX_CANDIDATES, optional=True)
+        if candidates is not None:
+            self.params["candidates"] = candidates
         if ef_search is not None:
             self.params["ef_search"] = ef_search
             if self.kind == "hnsw":
                 self.index.hnsw.efSearch = ef_search
         if nprobe is not None:
             self.params["nprobe"] = nprobe
-            if self.kind == "ivfpq" and self.index is not None:
+            if self.kind in IVF_KINDS and self.index is not None:
                 faiss.extract_index_ivf(self.index).nprobe = min(nprobe, self.params["nlist"])
 
     def __len__(self) -> int:
@@ -112,7 +126,7 @@ class DenseIndex:
 
     def train(self, sample: np.ndarray, n_total: int | None = None) -> None:
         """Train an IVF-PQ index on `sample` for a corpus of `n_total` vectors (then `add` in chunks)."""
-        if self.kind == "ivfpq" and self.index is None:
+        if self.kind in IVF_KINDS and self.index is None:
             self._make_ivfpq(np.ascontiguousarray(sample, dtype=np.float32), n_total)
 
     def _make_ivfpq(self, sample: np.ndarray, n_total: int | None = None) -> None:
@@ -132,7 +146,8 @@ class DenseIndex:
         index = faiss.IndexIVFPQ(quantizer, self.dim, nlist, pq_m, 8, faiss.METRIC_INNER_PRODUCT)
         index.train(sample)
         index.nprobe = min(self.params["nprobe"], nlist)
-        index.make_direct_map()  # lets hybrid search reconstruct a vector by id
+        if self.kind == "ivfpq":
+            index.make_direct_map()  # lets hybrid search reconstruct a vector by id (ivfpq-exact reads it from disk)
         self.params.update(nlist=nlist, pq_m=pq_m)
         self.index = index
 
@@ -144,21 +159,71 @@ class DenseIndex:
         if self.index is None:
             self._make_ivfpq(vectors)
         self.index.add(vectors)
+        if self.vectors is not None:
+            self.vectors.append(vectors)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, ids) per query; ids are positions in insertion order, -1 where fewer exist."""
         if len(self) == 0:
             raise ConfigError("the index is empty")
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        return self.index.search(queries, min(k, len(self)))
+        if self.vectors is None:
+            return self.index.search(queries, min(k, len(self)))
+        k = min(k, len(self))
+        _, candidates = self.index.search(queries, min(max(k, self.params["candidates"]), len(self)))
+        scores, ids = np.full((len(queries), k), -np.inf, dtype=np.float32), np.full((len(queries), k), -1, dtype=np.int64)
+        for i, (q, row) in enumerate(zip(queries, candidates, strict=True)):
+            row = row[row >= 0]
+            exact = self.vectors.rows(row) @ q
+            top = np.argsort(-exact, kind="stable")[:k]
+            scores[i, : len(top)], ids[i, : len(top)] = exact[top], row[top]
+        return scores, ids
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
-        """The stored vectors for these ids (exact for flat/hnsw, rounded for fp16, decoded approximations for ivfpq)."""
+        """The stored vectors for these ids (exact for flat/hnsw, rounded for fp16 and ivfpq-exact, decoded
+        approximations for ivfpq)."""
+        if self.vectors is not None:
+            return self.vectors.rows(ids)
         return self.index.reconstruct_batch(np.asarray(ids, dtype=np.int64))
+
+    def subset(self, keep: np.ndarray, chunk: int = 65_536) -> DenseIndex:
+        """A new index of the same kind holding only the vectors `keep`, renumbered 0..len(keep)-1 in that order. An
+        IVF index keeps its trained quantisers and the kept vectors' codes as they are (nothing is re-encoded)."""
+        keep = np.asarray(keep, dtype=np.int64)
+        out = DenseIndex(self.dim, self.kind, **{k: v for k, v in self.params.items() if v is not None})
+        if self.kind in IVF_KINDS:
+            out.index = self._ivf_subset(keep)
+            if self.vectors is not None and out.vectors is not None:
+                for a in range(0, len(keep), chunk):
+                    out.vectors.append(self.vectors.rows(keep[a : a + chunk]))
+            return out
+        for a in range(0, len(keep), chunk):
+            out.add(self.reconstruct(keep[a : a + chunk]))
+        return out
+
+    def _ivf_subset(self, keep: np.ndarray) -> Any:
+        index = faiss.clone_index(self.index)
+        ivf: Any = faiss.extract_index_ivf(index)
+        ivf.set_direct_map_type(0)  # DirectMap.NoMap: remove_ids refuses an array direct map
+        new_id = np.full(len(self), -1, dtype=np.int64)
+        new_id[keep] = np.arange(len(keep))
+        index.remove_ids(faiss.IDSelectorBatch(np.flatnonzero(new_id < 0).astype(np.int64)))
+        lists = ivf.invlists
+        for list_no in range(ivf.nlist):  # renumber the ids kept in each inverted list to their new positions
+            size = lists.list_size(list_no)
+            if size:
+                ids = new_id[faiss.rev_swig_ptr(lists.get_ids(list_no), size)]  # held here: swig_ptr does not own it
+                codes = faiss.rev_swig_ptr(lists.get_codes(list_no), size * lists.code_size).copy()
+                lists.update_entries(list_no, 0, size, faiss.swig_ptr(ids), faiss.swig_ptr(codes))
+        if self.kind == "ivfpq":
+            ivf.make_direct_map()
+        return index
 
     def save(self, path: str | os.PathLike) -> None:
         with atomic_dir(path) as tmp:
             faiss.write_index(self.index, str(tmp / "index.faiss"))
+            if self.vectors is not None:
+                self.vectors.save(tmp / "vectors.npy")
             meta = {
                 "format_version": FORMAT_VERSION,
                 "kind": self.kind,
@@ -196,6 +261,8 @@ class DenseIndex:
             raise DataFormatError(f"{path}: index.faiss does not match index.json (size or dimension)")
         if self.kind == "hnsw":
             self.index.hnsw.efSearch = self.params["ef_search"]
-        elif self.kind == "ivfpq":
+        elif self.kind in IVF_KINDS:
             faiss.extract_index_ivf(self.index).nprobe = self.params["nprobe"]
+        self.params.setdefault("candidates", 256)  # index.json written before the parameter existed
+        self.vectors = DiskVectors.load(path / "vectors.npy", self.dim, len(self)) if self.kind == "ivfpq-exact" else None
         return self

@@ -36,7 +36,7 @@ class IndexBuildConfig:
     corpus: str | None = None  # passage file; None = the embedded Wikipedia summaries
     model: str | None = None  # encoder id or folder; None = the embedded all-MiniLM-L6-v2
     index_type: str = "flat"
-    precision: str = "fp32"
+    precision: str = "auto"
     index_params: dict[str, Any] = field(default_factory=dict)  # FAISS: hnsw_m, nlist, pq_m, ef_search, nprobe
     use_cache: bool = True
     out: str | None = None  # a self-contained index folder (for `search --index`); None = the cache only

@@ -28,7 +28,7 @@ from ..storage import atomic_dir, read_json
 from .base import Retriever, SearchHit
 from .bm25 import BM25Retriever
 from .dense import DenseRetriever, encode_corpus
-from .encoder import DualEncoder, check_precision, cpu_has_fast_bf16
+from .encoder import DualEncoder, cpu_has_fast_bf16, resolve_precision
 from .faiss_index import SEARCH_PARAMS, DenseIndex, params_key
 from .hybrid import DEFAULT_WEIGHT, HybridRetriever
 from .prebuilt import shipped_embeddings
@@ -74,12 +74,13 @@ def dense_index(
     batch_size: int = 64,
     show_progress: bool = True,
     progress=None,
-    precision: str = "fp32",
+    precision: str = "auto",
     **index_params,
 ) -> DenseIndex:
     """The FAISS index of this corpus under this passage encoder: from the cache, or encoded now and cached."""
     corpus_fp, encoder_fp = corpus_fingerprint(passages), encoder.passage_fingerprint()
-    precision_key = "" if check_precision(precision) == "fp32" else f"-{precision}"
+    precision = resolve_precision(precision)
+    precision_key = "" if precision == "fp32" else f"-{precision}"
     prefix = cache_dir() / "dense" / f"{corpus_fp}-{encoder_fp}"
     folder = prefix.with_name(f"{prefix.name}-{kind}{params_key(index_params)}{precision_key}")
     search = {k: index_params.pop(k) for k in SEARCH_PARAMS if k in index_params}
@@ -95,8 +96,9 @@ def dense_index(
         index = DenseIndex(encoder.dim, kind, **index_params)
         index.add(exact.reconstruct(np.arange(len(exact))))
         index.origin = "built from the cached flat index"
-    elif precision == "fp32" and (shipped := shipped_embeddings(corpus_fp, encoder_fp)) is not None:
-        index = DenseIndex(encoder.dim, kind, **index_params)  # the default corpus under the default encoder
+    elif precision != "int8" and (shipped := shipped_embeddings(corpus_fp, encoder_fp)) is not None:
+        # The default corpus under the default encoder: its fp32 vectors (better than a bf16 encoding, and free).
+        index = DenseIndex(encoder.dim, kind, **index_params)
         index.add(shipped)
         index.origin = "built from the shipped embeddings"
     else:
@@ -149,7 +151,7 @@ class Searcher:
     passages: list[Passage]
     model: str | None = None  # encoder id/folder; None = the embedded default
     index_kind: str = "flat"
-    precision: str = "fp32"  # of the passage encoding pass (see encoder.PRECISIONS)
+    precision: str = "auto"  # of the passage encoding pass (see encoder.PRECISIONS)
     index_params: dict = field(default_factory=dict)  # DenseIndex parameters: hnsw_m, nlist, pq_m, ef_search, nprobe
     hybrid_fusion: str = "linear"
     hybrid_weight: float = DEFAULT_WEIGHT

@@ -25,8 +25,8 @@ from tqdm.auto import tqdm
 from ..data.passages import Passage, corpus_fingerprint
 from ..errors import ConfigError, DataFormatError
 from ..storage import atomic_file, check_writable, read_json
-from .encoder import DualEncoder
-from .faiss_index import DenseIndex, default_nlist
+from .encoder import DualEncoder, resolve_precision
+from .faiss_index import IVF_KINDS, DenseIndex, default_nlist
 
 CHUNK = 8192  # passages encoded (and length-sorted) together before their rows are written
 
@@ -48,7 +48,7 @@ def encode_shard(
     shard: int,
     num_shards: int,
     batch_size: int = 64,
-    precision: str = "fp32",
+    precision: str = "auto",
     show_progress: bool = True,
 ) -> Path:
     """Encode this shard's slice of `passages` into `shards_dir`; returns the .npy path (skips a finished shard)."""
@@ -64,7 +64,7 @@ def encode_shard(
         "dtype": "float16",
         "corpus_fingerprint": corpus_fingerprint(passages),
         "passage_encoder_fingerprint": encoder.passage_fingerprint(),
-        "precision": precision,
+        "precision": resolve_precision(precision),
     }
     npy, info = folder / f"{shard_name(shard, num_shards)}.npy", folder / f"{shard_name(shard, num_shards)}.json"
     if info.exists() and npy.exists() and read_json(info) == meta:
@@ -140,7 +140,7 @@ def merge_shards(
     """One FAISS index over all shards, in corpus order; also returns the passage-encoder fingerprint they share."""
     arrays, meta = read_shards(shards_dir, passages)
     index = DenseIndex(meta["dim"], kind, **index_params)
-    if kind == "ivfpq":  # train the quantisers on a sample spread over every shard
+    if kind in IVF_KINDS:  # train the quantisers on a sample spread over every shard
         rng = np.random.default_rng(0)
         want = 40 * (index_params.get("nlist") or default_nlist(len(passages)))
         sample = np.concatenate(
