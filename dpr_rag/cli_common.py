@@ -39,7 +39,10 @@ def add_corpus_args(parser: argparse.ArgumentParser) -> None:
     tuning.add_argument("--pq-m", type=int, help="ivfpq: bytes per vector code, must divide the dimension (default dim/4)")
     tuning.add_argument("--nprobe", type=int, help="ivfpq: lists searched per query (default 16; more = higher recall)")
     tuning.add_argument(
-        "--candidates", type=int, help="ivfpq-exact: IVF-PQ hits rescored exactly from disk per query (default 256)"
+        "--exact-candidates",
+        dest="candidates",
+        type=int,
+        help="ivfpq-exact: IVF-PQ hits rescored exactly from disk per query (default 256)",
     )
 
 

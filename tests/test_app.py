@@ -17,7 +17,7 @@ from dpr_rag.app.jobs import CANCELLED, DONE, FAILED, JobBusy, JobSlot
 from dpr_rag.app.render import answer_spans, highlight, parse_answers
 from dpr_rag.app.state import DEFAULT_MODEL, AppState
 from dpr_rag.app.uploads import CORPUS_TYPES, QA_TYPES, inside, load_uploaded_corpus, load_uploaded_qa, safe_name, store_upload
-from dpr_rag.data.passages import load_corpus
+from dpr_rag.data.passages import Passage, load_corpus
 from dpr_rag.data.qa import load_qa
 from dpr_rag.errors import ConfigError, DataFormatError, DprRagError
 
@@ -250,3 +250,30 @@ def test_the_qa_tab_starts_in_the_mode_the_reader_was_trained_for(tmp_path, monk
     assert AppState(AppConfig(data_dir=tmp_path / "d")).default_mode == "standard"
     assert AppState(AppConfig(data_dir=tmp_path / "d", base_generator=True)).default_mode == "token"
     assert AppState(AppConfig(data_dir=tmp_path / "d", generator="some/lm")).default_mode == "token"
+
+
+def test_the_live_corpus_changes_without_encoding_it_again(app_state, monkeypatch):
+    """Corpus tab: added passages are the only ones encoded; deleted ones leave every retriever."""
+    from dpr_rag.retrieval.encoder import DualEncoder
+
+    live = app_state.live
+    first, n = live.passages[0], len(live.passages)
+    new = [Passage("z1", "Quokka", "The quokka is a small marsupial that lives on Rottnest Island near Perth.")]
+    encoded: list[int] = []
+    encode = DualEncoder.encode_passages
+    monkeypatch.setattr(DualEncoder, "encode_passages", lambda self, p, **kw: encoded.append(len(p)) or encode(self, p, **kw))
+    with pytest.raises(ConfigError, match="no passage with id nope"):
+        app_state.start_corpus_change([], ["nope"], "alice")
+    with pytest.raises(ConfigError, match="ids already live"):
+        app_state.start_corpus_change([Passage(first.id, "x", "y")], [], "alice")
+    job = app_state.start_corpus_change(new, [first.id], "alice")
+    wait_for(lambda: not job.running)
+    assert job.state == DONE, job.message
+    assert encoded == [1]  # the added passage only
+    changed = app_state.live
+    assert changed is not live and len(changed.passages) == n and changed.passages[-1].id == "z1"
+    searcher = changed.searcher(DEFAULT_MODEL)
+    for retriever in ("bm25", "dense", "hybrid"):
+        found = [h.passage.id for h in searcher.search([first.text], n, retriever)[0]]
+        assert first.id not in found and "z1" in found
+    assert searcher.search(["quokka rottnest"], 1, "bm25")[0][0].passage.id == "z1"

@@ -61,6 +61,18 @@ def start_upload_build(state: AppState, file, kind: str, owner: str | None) -> J
     return state.start_corpus_swap(passages, shown, str(stored), kind, owner)
 
 
+def start_change(state: AppState, file, delete_ids: str, owner: str | None) -> Job:
+    """Add an uploaded passage file to the live corpus and/or delete passages by id (comma-separated)."""
+    cfg = state.config
+    state.index_jobs.ensure_free(owner)
+    added = []
+    if file:
+        stored, shown = store_upload(file, cfg.uploads_dir, CORPUS_TYPES, cfg.max_upload_bytes, "passages")
+        added = load_uploaded_corpus(stored, shown, cfg.max_passages)
+    deleted = [i.strip() for i in (delete_ids or "").split(",") if i.strip()]
+    return state.start_corpus_change(added, deleted, owner)
+
+
 def start_reset(state: AppState, owner: str | None) -> Job:
     from ..data.passages import load_corpus
 
@@ -91,11 +103,30 @@ def build(shared: Shared) -> tuple:
         build_button = gr.Button("Build index and swap in", variant="primary", elem_id="corpus-build")
         cancel = gr.Button("Cancel build", variant="stop", elem_id="corpus-cancel")
         reset = gr.Button("Back to the starting corpus", elem_id="corpus-reset")
+    gr.Markdown(
+        "Or change the live corpus without rebuilding it: add passages (a TSV/JSONL file with new ids; only they are "
+        "encoded) and/or delete passages by id. No retriever returns a deleted passage afterwards."
+    )
+    with gr.Row():
+        add_file = gr.File(
+            label="Passages to add (.tsv or .jsonl)",
+            file_types=list(CORPUS_TYPES),
+            type="filepath",
+            scale=3,
+            elem_id="corpus-add",
+        )
+        delete_ids = gr.Textbox(label="Passage ids to delete (comma-separated)", scale=2, elem_id="corpus-delete")
+        change_button = gr.Button("Apply to the live corpus", elem_id="corpus-change")
     progress = gr.HTML(elem_id="corpus-progress")
 
     @user_errors
     def on_build(file, kind, request: gr.Request):
         start_upload_build(state, file, kind, session(request))
+        return progress_html(state.index_jobs.last), gr.Timer(active=True)
+
+    @user_errors
+    def on_change(add_file, delete_ids, request: gr.Request):
+        start_change(state, add_file, delete_ids, session(request))
         return progress_html(state.index_jobs.last), gr.Timer(active=True)
 
     @user_errors
@@ -110,5 +141,8 @@ def build(shared: Shared) -> tuple:
 
     build_button.click(on_build, [file, kind], [progress, shared.timer], api_name="corpus_build", concurrency_limit=None)
     reset.click(on_reset, None, [progress, shared.timer], api_name="corpus_reset", concurrency_limit=None)
+    change_button.click(
+        on_change, [add_file, delete_ids], [progress, shared.timer], api_name="corpus_change", concurrency_limit=None
+    )
     cancel.click(on_cancel, None, progress, api_name="corpus_cancel", concurrency_limit=None)
     return info, progress

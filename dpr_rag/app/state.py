@@ -239,6 +239,48 @@ class AppState:
             tag="corpus",
         )
 
+    def start_corpus_change(self, added: list[Passage], deleted: list[str], owner: str | None) -> Job:
+        """Add passages to the live corpus or delete some by id: only added passages are encoded (the starting model's
+        dense index is copied and changed, `index_update.cache_changed_corpus`); BM25 is rebuilt; the old corpus
+        serves until the changed one is swapped in."""
+        from ..retrieval.index_update import cache_changed_corpus
+
+        live, model = self.require_live(), self.model(DEFAULT_MODEL)
+        old = live.searcher(DEFAULT_MODEL)
+        if old is None:
+            raise ConfigError("the live corpus is still being indexed; change it when it is ready")
+        position = {p.id: i for i, p in enumerate(live.passages)}
+        unknown = [i for i in deleted if i not in position]
+        clash = [p.id for p in added if p.id in position]
+        if unknown or clash or not (added or deleted):
+            problem = f"no passage with id {', '.join(unknown[:10])}" if unknown else f"ids already live: {', '.join(clash[:10])}"
+            raise ConfigError(problem if unknown or clash else "give passages to add or ids to delete")
+        gone = {position[i] for i in deleted}
+        keep = [i for i in range(len(live.passages)) if i not in gone]
+        passages = [live.passages[i] for i in keep] + list(added)
+        name = f"{live.name.split(' (changed')[0]} (changed: +{len(added):,} -{len(gone):,})"
+
+        def work(job: Job) -> LiveCorpus:
+            job.progress(f"changing the dense index (+{len(added):,} -{len(gone):,} passages)")
+            if deleted:
+                kept = [live.passages[i] for i in keep]
+                cache_changed_corpus(old, kept, keep=keep)
+                old_for_add = Searcher(kept, model=model.path, index_kind=live.index_kind, precision=self.config.precision)
+            else:
+                old_for_add = old
+            if added:
+                cache_changed_corpus(old_for_add, passages, added=list(added))
+            new = LiveCorpus(name, live.path, passages, live.index_kind, corpus_fingerprint(passages))
+            new.add(DEFAULT_MODEL, self._build_searcher(job, passages, model, live.index_kind))
+            job.progress("swapping the changed corpus in")
+            with self._lock:
+                self.live = new
+            return new
+
+        return self.index_jobs.start(
+            f"Change of {live.name}", owner, work, lambda job: f"Swapped in: {name}, {len(passages):,} passages", tag="corpus"
+        )
+
     # ---- RAG ----------------------------------------------------------------------------------------------
     def generator(self):
         """The generator LM, loaded on first use (the default Gemma is converted once, then cached)."""

@@ -25,7 +25,7 @@ from ..errors import ConfigError
 from ..storage import read_json
 from .bm25 import BM25Retriever
 from .faiss_index import DenseIndex
-from .searcher import MANIFEST, Searcher, save_index_folder
+from .searcher import MANIFEST, Searcher, dense_cache_folder, save_index_folder
 
 
 @dataclass
@@ -92,3 +92,16 @@ def _write(folder, searcher: Searcher, passages: list[Passage], dense, change: I
     change.n_passages = len(passages)
     report(f"saved {folder}: {len(passages):,} passages ({change.seconds['write']:.1f} s)")
     return change
+
+
+def cache_changed_corpus(old: Searcher, passages: list[Passage], added: list[Passage] | None = None, keep=None) -> None:
+    """Put the dense index of a changed corpus into the cache, made from `old`'s (a copy plus the vectors of
+    `added`, which are the only passages encoded; or the vectors at positions `keep`), so that a `Searcher` over
+    `passages` loads it instead of encoding the corpus. `old` keeps serving unchanged meanwhile."""
+    index = old.dense().index
+    changed = index.subset(np.arange(len(index)) if keep is None else np.asarray(keep, dtype=np.int64))
+    if added:
+        changed.add(old.encoder.encode_passages(added, show_progress=False, precision=old.precision))
+    if len(changed) != len(passages):
+        raise ConfigError(f"the changed index holds {len(changed):,} vectors for {len(passages):,} passages")
+    changed.save(dense_cache_folder(passages, old.encoder, old.index_kind, old.precision, old.index_params))

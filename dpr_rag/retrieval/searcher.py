@@ -82,7 +82,7 @@ def dense_index(
     precision = resolve_precision(precision)
     precision_key = "" if precision == "fp32" else f"-{precision}"
     prefix = cache_dir() / "dense" / f"{corpus_fp}-{encoder_fp}"
-    folder = prefix.with_name(f"{prefix.name}-{kind}{params_key(index_params)}{precision_key}")
+    folder = dense_cache_folder(passages, encoder, kind, precision, index_params)
     search = {k: index_params.pop(k) for k in SEARCH_PARAMS if k in index_params}
     if use_cache and (folder / "index.faiss").exists():
         index = DenseIndex.load(folder)
@@ -116,6 +116,14 @@ def dense_index(
         index.save(folder)  # with default search parameters: they are not part of the key
     index.tune(**search)
     return index
+
+
+def dense_cache_folder(passages: list[Passage], encoder: DualEncoder, kind: str, precision: str, index_params: dict) -> Path:
+    """Where `dense_index` caches this corpus's index under this encoder, kind, build parameters and precision."""
+    precision = resolve_precision(precision)
+    precision_key = "" if precision == "fp32" else f"-{precision}"
+    name = f"{corpus_fingerprint(passages)}-{encoder.passage_fingerprint()}-{kind}{params_key(index_params)}{precision_key}"
+    return cache_dir() / "dense" / name
 
 
 def save_index_folder(
