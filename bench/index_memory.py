@@ -58,13 +58,14 @@ def main() -> None:
     ap.add_argument("--folder", type=Path, default=Path("/tmp/index-memory"))
     ap.add_argument("--nprobe", type=int, default=64)
     ap.add_argument("--candidates", type=int, default=1000)
+    ap.add_argument("--nlist", type=int, help="inverted lists (default 4*sqrt(n)); fewer build faster, same memory")
     args = ap.parse_args()
     rows = []
     for n in [int(x) for x in args.sizes.split(",")]:
         rng = np.random.default_rng(0)
         centres = rng.standard_normal((2000, args.dim), dtype=np.float32) / np.sqrt(args.dim)
         queries = clustered(1000, args.dim, centres, np.random.default_rng(1))
-        index = DenseIndex(args.dim, "ivfpq-exact", nprobe=args.nprobe, candidates=args.candidates)
+        index = DenseIndex(args.dim, "ivfpq-exact", nprobe=args.nprobe, candidates=args.candidates, nlist=args.nlist)
         t = time.perf_counter()
         index.train(clustered(min(n, 40 * 4 * int(n**0.5)), args.dim, centres, rng), n_total=n)
         for a in range(0, n, 500_000):
