@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.passages import Passage
+from ..data.passages import Passage, corpus_fingerprint
 from ..errors import ConfigError
 from ..storage import read_json
 from .bm25 import BM25Retriever
@@ -104,4 +104,7 @@ def cache_changed_corpus(old: Searcher, passages: list[Passage], added: list[Pas
         changed.add(old.encoder.encode_passages(added, show_progress=False, precision=old.precision))
     if len(changed) != len(passages):
         raise ConfigError(f"the changed index holds {len(changed):,} vectors for {len(passages):,} passages")
-    changed.save(dense_cache_folder(passages, old.encoder, old.index_kind, old.precision, old.index_params))
+    folder = dense_cache_folder(
+        corpus_fingerprint(passages), old.encoder.passage_fingerprint(), old.index_kind, old.precision, old.index_params
+    )
+    changed.save(folder)

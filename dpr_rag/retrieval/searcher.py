@@ -78,11 +78,9 @@ def dense_index(
     **index_params,
 ) -> DenseIndex:
     """The FAISS index of this corpus under this passage encoder: from the cache, or encoded now and cached."""
-    corpus_fp, encoder_fp = corpus_fingerprint(passages), encoder.passage_fingerprint()
+    corpus_fp, encoder_fp = corpus_fingerprint(passages), encoder.passage_fingerprint()  # each hashes a lot: once
     precision = resolve_precision(precision)
-    precision_key = "" if precision == "fp32" else f"-{precision}"
-    prefix = cache_dir() / "dense" / f"{corpus_fp}-{encoder_fp}"
-    folder = dense_cache_folder(passages, encoder, kind, precision, index_params)
+    folder = dense_cache_folder(corpus_fp, encoder_fp, kind, precision, index_params)
     search = {k: index_params.pop(k) for k in SEARCH_PARAMS if k in index_params}
     if use_cache and (folder / "index.faiss").exists():
         index = DenseIndex.load(folder)
@@ -90,7 +88,7 @@ def dense_index(
             index.tune(**search)
             index.origin = "loaded from the cache"
             return index
-    flat = prefix.with_name(f"{prefix.name}-flat{precision_key}")
+    flat = dense_cache_folder(corpus_fp, encoder_fp, "flat", precision, {})
     if use_cache and kind != "flat" and (flat / "index.faiss").exists() and len(exact := DenseIndex.load(flat)) == len(passages):
         # The exact index of the same corpus and encoder holds the very vectors: build from them, no re-encoding.
         index = DenseIndex(encoder.dim, kind, **index_params)
@@ -118,12 +116,12 @@ def dense_index(
     return index
 
 
-def dense_cache_folder(passages: list[Passage], encoder: DualEncoder, kind: str, precision: str, index_params: dict) -> Path:
-    """Where `dense_index` caches this corpus's index under this encoder, kind, build parameters and precision."""
+def dense_cache_folder(corpus_fp: str, encoder_fp: str, kind: str, precision: str, index_params: dict) -> Path:
+    """Where `dense_index` caches the index of a corpus (its fingerprint) under a passage encoder (its fingerprint),
+    kind, build parameters and precision."""
     precision = resolve_precision(precision)
     precision_key = "" if precision == "fp32" else f"-{precision}"
-    name = f"{corpus_fingerprint(passages)}-{encoder.passage_fingerprint()}-{kind}{params_key(index_params)}{precision_key}"
-    return cache_dir() / "dense" / name
+    return cache_dir() / "dense" / f"{corpus_fp}-{encoder_fp}-{kind}{params_key(index_params)}{precision_key}"
 
 
 def save_index_folder(
