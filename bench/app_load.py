@@ -19,6 +19,7 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +36,7 @@ DEFAULT_QA = SHARED_NQ
 class LoadResult:
     latencies_s: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    responses: list[tuple[float, tuple]] = field(default_factory=list)  # (time finished, outputs)
+    responses: list[tuple[float, float, tuple]] = field(default_factory=list)  # (sent, finished, outputs)
     seconds: float = 0.0
 
     def summary(self) -> dict:
@@ -51,12 +52,20 @@ class LoadResult:
 
 
 def run_load(
-    url: str, questions: list[str], clients: int = 20, seconds: float = 60.0, k: int = 5, keep_responses: bool = False
+    url: str,
+    questions: list[str],
+    clients: int = 20,
+    seconds: float = 60.0,
+    k: int = 5,
+    keep_responses: bool = False,
+    result: LoadResult | None = None,
+    keep_going: Callable[[], bool] | None = None,
 ) -> LoadResult:
-    """`clients` sessions search back to back for `seconds`; every latency and error is recorded."""
+    """`clients` sessions search back to back for `seconds` (and on while `keep_going()` says so); every latency and
+    error is recorded into `result` (a new one unless given, so that a caller can watch it fill)."""
     from gradio_client import Client
 
-    result, lock = LoadResult(), threading.Lock()
+    result, lock = result or LoadResult(), threading.Lock()
     sessions = [Client(url, verbose=False) for _ in range(clients)]  # connected before the clock starts
     start = threading.Barrier(clients + 1)
     stop_at = [0.0]
@@ -64,7 +73,7 @@ def run_load(
     def worker(i: int, client) -> None:
         start.wait()
         for q in itertools.islice(itertools.cycle(questions), i, None, clients):
-            if time.perf_counter() >= stop_at[0]:
+            if time.perf_counter() >= stop_at[0] and not (keep_going and keep_going()):
                 return
             t = time.perf_counter()
             try:
@@ -77,7 +86,7 @@ def run_load(
             with lock:
                 result.latencies_s.append(done - t)
                 if keep_responses:
-                    result.responses.append((done, out))
+                    result.responses.append((t, done, out))
 
     threads = [threading.Thread(target=worker, args=(i, c), daemon=True) for i, c in enumerate(sessions)]
     for t in threads:
