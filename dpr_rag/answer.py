@@ -17,6 +17,8 @@ from .extractive.model import shipped_extractive_reader
 from .rag.pipeline import MODES, RagAnswer, RagPipeline
 from .retrieval.searcher import RETRIEVERS
 
+GENERATIVE_K, EXTRACTIVE_K = 5, 10  # passages read by default: DPR's extractive reader is cheap per passage
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dpr_rag.answer", description=__doc__)
@@ -26,7 +28,9 @@ def main(argv: list[str] | None = None) -> int:
         default="all",
         help=f"{'|'.join(MODES)}|all, or a comma-separated list (default all: extractive too where a reader is shipped)",
     )
-    parser.add_argument("--k", type=int, default=5, help="passages to marginalise over (default 5)")
+    parser.add_argument(
+        "--k", type=int, help=f"passages to read (default {GENERATIVE_K}; {EXTRACTIVE_K} when the only mode is extractive)"
+    )
     parser.add_argument(
         "--beams",
         type=int,
@@ -76,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"unknown mode {m!r}; choose from {', '.join(MODES)} or all")
     if any(not q.strip() for q in args.questions):
         raise ConfigError("empty question")
+    if args.k is None:  # the extractive reader was trained to pick among many passages, and each costs it little
+        args.k = EXTRACTIVE_K if modes == ["extractive"] else GENERATIVE_K
     pipeline = RagPipeline.open(
         args.corpus,
         args.index,

@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--first-stage", choices=FIRST_STAGES, default=d.first_stage, help=f"retriever (default {d.first_stage})")
     parser.add_argument("--model", help="encoder folder/id to start from (default: the embedded MiniLM)")
     parser.add_argument(
+        "--layers", type=int, help="keep only the encoder's first N layers: reads proportionally faster (default: all)"
+    )
+    parser.add_argument(
         "--candidates", type=int, default=d.candidates, help=f"retrieved passages per question (default {d.candidates})"
     )
     parser.add_argument(

@@ -183,6 +183,25 @@ def test_compact_save_leaves_out_frozen_embeddings_and_refuses_trained_ones(tiny
         reader.save_pretrained(tmp_path / "bad", compact=True)
 
 
+def test_fewer_layers_keep_the_first_ones_and_reload_compactly(tiny_model_dir, tmp_path, toy_passages):
+    full = ExtractiveReader.from_encoder(tiny_model_dir, max_length=64)
+    torch.manual_seed(0)
+    shallow = ExtractiveReader.from_encoder(tiny_model_dir, layers=1, max_length=64)
+    assert shallow.encoder.config.num_hidden_layers == len(shallow.encoder.encoder.layer) == 1
+    kept = {k: v for k, v in shallow.encoder.state_dict().items()}
+    for name, tensor in full.encoder.state_dict().items():  # layer 0 and the embeddings are the pretrained ones
+        if ".layer.1." not in name and "pooler" not in name:
+            torch.testing.assert_close(kept[name], tensor, msg=name)
+    assert not any(".layer.1." in k for k in kept)
+    shallow.save_pretrained(tmp_path / "shallow", compact=True)
+    again = ExtractiveReader.from_pretrained(tmp_path / "shallow")
+    assert len(again.encoder.encoder.layer) == 1
+    batch, _, _ = shallow.tokenize(["who painted it"], toy_passages[:1])
+    torch.testing.assert_close(shallow.eval()(batch).start, again(batch).start, atol=2e-2, rtol=1e-2)
+    with pytest.raises(ConfigError, match="layers.*between 1 and 2"):
+        ExtractiveReader.from_encoder(tiny_model_dir, layers=3)
+
+
 def test_from_pretrained_names_a_folder_that_is_not_a_reader(tmp_path):
     with pytest.raises(DprRagError, match="not an extractive reader folder"):
         ExtractiveReader.from_pretrained(tmp_path)
@@ -255,7 +274,14 @@ def test_resume_continues_exactly(tmp_path, tiny_model_dir, toy_corpus):
 
 
 def test_config_rejects_bad_settings(tmp_path):
-    for bad in (dict(candidates=1), dict(group_size=0), dict(lr=0.0), dict(first_stage="sparse"), dict(max_answer_length=0)):
+    for bad in (
+        dict(candidates=1),
+        dict(group_size=0),
+        dict(lr=0.0),
+        dict(first_stage="sparse"),
+        dict(max_answer_length=0),
+        dict(layers=0),
+    ):
         with pytest.raises(ConfigError):
             ReaderTrainConfig(out=str(tmp_path), **bad)  # type: ignore[arg-type]
 
@@ -306,6 +332,18 @@ def test_answer_cli_extractive_mode(saved_reader, toy_corpus, tiny_model_dir, ca
     assert answer_main([*argv, "--model", str(tiny_model_dir), "--retriever", "bm25", "--k", "3"]) == 0
     shown = capsys.readouterr().out
     assert f"answer: {row['answer']!r}" in shown and ("[[" + row["answer"] + "]]") in shown
+
+
+def test_answer_cli_reads_ten_passages_by_default_in_extractive_mode(
+    saved_reader, toy_passages, tiny_model_dir, tmp_path, capsys
+):
+    fillers = [Passage(f"f{i}", f"Filler passage number {i} about painting and years.", f"Filler {i}") for i in range(8)]
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps(p.to_dict()) + "\n" for p in [*toy_passages, *fillers]))
+    argv = ["who painted the mona lisa", "--reader", str(saved_reader), "--corpus", str(corpus), "--json"]
+    assert answer_main([*argv, "--mode", "extractive", "--model", str(tiny_model_dir), "--retriever", "bm25"]) == 0
+    (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(row["passages"]) == 10
 
 
 def test_eval_scores_the_extractive_mode(saved_reader, toy_corpus, tmp_path):

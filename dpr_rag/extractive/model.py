@@ -87,12 +87,20 @@ class ExtractiveReader(nn.Module):
 
     # ---- loading and saving -----------------------------------------------------------------------------
     @classmethod
-    def from_encoder(cls, name: str | os.PathLike | None = None, **kw) -> ExtractiveReader:
-        """A new reader on a pretrained encoder (None: the embedded MiniLM); its heads start untrained."""
+    def from_encoder(cls, name: str | os.PathLike | None = None, layers: int | None = None, **kw) -> ExtractiveReader:
+        """A new reader on a pretrained encoder (None: the embedded MiniLM); its heads start untrained. `layers` keeps
+        only the encoder's first N transformer layers (fewer layers, proportionally faster reading; None: all)."""
         path = base_encoder_path(None if name is None else str(name))
         try:
             tokenizer = AutoTokenizer.from_pretrained(path)
-            encoder = AutoModel.from_pretrained(path)
+            full = AutoConfig.from_pretrained(path).num_hidden_layers
+        except model_load_errors() as e:
+            raise DprRagError(f"cannot load an encoder from {name or 'the default encoder'}: {e}") from e
+        if layers is not None:
+            check_int("layers", layers, 1, full)  # no more than the encoder has
+        try:
+            depth = {} if layers is None else {"num_hidden_layers": layers}  # the first N layers' weights load
+            encoder = AutoModel.from_pretrained(path, **depth)
         except model_load_errors() as e:
             raise DprRagError(f"cannot load an encoder from {name or 'the default encoder'}: {e}") from e
         return cls(encoder, tokenizer, base=BASE_DEFAULT if name is None else str(name), **kw)
@@ -110,7 +118,10 @@ class ExtractiveReader(nn.Module):
             rule = str(meta.get("answer_rule", "passage"))
             if omitted:  # weights left out come from the base encoder
                 base = None if meta["base"] == BASE_DEFAULT else meta["base"]
-                reader = cls.from_encoder(base, max_length=length, max_answer_length=answer_length, answer_rule=rule)
+                layers = AutoConfig.from_pretrained(folder).num_hidden_layers  # a reader may keep fewer than its base
+                reader = cls.from_encoder(
+                    base, layers=layers, max_length=length, max_answer_length=answer_length, answer_rule=rule
+                )
             else:
                 encoder = AutoModel.from_config(AutoConfig.from_pretrained(folder))
                 tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -137,7 +148,8 @@ class ExtractiveReader(nn.Module):
         omitted: list[str] = []
         if compact:
             key = next(k for k in state if k.endswith("word_embeddings.weight"))
-            reference = ExtractiveReader.from_encoder(None if self.base == BASE_DEFAULT else self.base).state_dict()[key]
+            base = None if self.base == BASE_DEFAULT else self.base
+            reference = ExtractiveReader.from_encoder(base, layers=self.encoder.config.num_hidden_layers).state_dict()[key]
             if not torch.equal(state[key], reference):
                 raise DprRagError("the word embeddings were trained: save the reader without compact=True")
             omitted = [key]

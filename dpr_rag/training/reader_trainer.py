@@ -43,7 +43,7 @@ from .checkpoints import restore_training_state, save_checkpoint
 from .reader_loss import ReaderLoss, reader_loss
 from .train_log import append_record, start_log
 
-MUST_MATCH_ON_RESUME = ("batch_size", "group_size", "epochs", "seed", "model", "max_length")
+MUST_MATCH_ON_RESUME = ("batch_size", "group_size", "epochs", "seed", "model", "layers", "max_length")
 
 
 @dataclass
@@ -56,6 +56,7 @@ class ReaderTrainConfig:
     retriever_model: str | None = None  # the retriever's dense encoder (None: the default)
     first_stage: str = "dense"
     model: str | None = None  # the encoder to start from (None: the default MiniLM)
+    layers: int | None = None  # keep the encoder's first N layers (faster reading); None: all of them
     candidates: int = 20  # retrieved passages per question: where positives and negatives come from
     group_size: int = 4  # passages read per question in a step: 1 positive + group_size - 1 negatives
     epochs: int = 3
@@ -82,6 +83,8 @@ class ReaderTrainConfig:
         check_second_stage_settings(self, min_group_size=1)
         check_int("max_answer_length", self.max_answer_length, 1, 512)
         check_choice("answer_rule", self.answer_rule, ANSWER_RULES)
+        if self.layers is not None:
+            check_int("layers", self.layers, 1, 1024)
 
 
 @dataclass
@@ -130,7 +133,9 @@ def _prepare_model(cfg: ReaderTrainConfig) -> ExtractiveReader:
         recover(Path(cfg.out) / "last")
         reader = ExtractiveReader.from_pretrained(Path(cfg.out) / "last" / "model")
     else:
-        reader = ExtractiveReader.from_encoder(cfg.model, max_length=cfg.max_length, max_answer_length=cfg.max_answer_length)
+        reader = ExtractiveReader.from_encoder(
+            cfg.model, layers=cfg.layers, max_length=cfg.max_length, max_answer_length=cfg.max_answer_length
+        )
     reader.bf16, reader.answer_rule = cfg.bf16, cfg.answer_rule
     reader.encoder.get_input_embeddings().requires_grad_(False)  # frozen: a compact save leaves them out
     return reader
