@@ -1,11 +1,11 @@
 """End-to-end latency, one question at a time as a user asks them: each retriever, then each RAG mode.
 
-    python bench/e2e_latency.py [--qa FILE] [--search-questions 100] [--rag-questions 10] [--reader DIR]
+    python bench/e2e_latency.py [--qa FILE] [--search-questions 100] [--rag-questions 10] [--reader DIR ...]
 
 Over the default corpus with its cached indexes (built first if missing, not timed), the default encoder and the
 default generator (Gemma 3 270M). Search latency includes encoding the question; RAG latency is question to
 answer: retrieval of k=5 passages (dense, as RAG's p(z|x) needs E_Q(x)·E_P(z)), generation and marginalisation.
-With `--reader DIR`, DPR's extractive reader (a `python -m dpr_rag.train_reader` folder) is timed too, over the dense
+With `--reader DIR ...`, DPR's extractive readers (`python -m dpr_rag.train_reader` folders) are timed too, over the dense
 top `--extractive-k` (default 10). Prints p50/p95/mean and the ratio of each to BM25 (search) or closed-book (RAG);
 writes bench/results/e2e_latency.json.
 """
@@ -51,7 +51,7 @@ def main() -> None:
     ap.add_argument("--search-questions", type=int, default=100)
     ap.add_argument("--rag-questions", type=int, default=10)
     ap.add_argument("--k", type=int, default=20, help="hits per search (default 20)")
-    ap.add_argument("--reader", type=Path, help="an extractive reader folder: time the extractive mode too")
+    ap.add_argument("--reader", type=Path, nargs="+", default=[], help="extractive reader folders: time the extractive mode too")
     ap.add_argument("--extractive-k", type=int, default=10, help="passages the extractive reader reads (default 10)")
     ap.add_argument("--modes", default=",".join(GENERATIVE_MODES), help="generative RAG modes to time (default all)")
     args = ap.parse_args()
@@ -76,12 +76,14 @@ def main() -> None:
     pipeline.answer(questions[0], "closed-book")  # warm-up
     for mode in ["closed-book", *(m for m in args.modes.split(",") if m and m != "closed-book")]:
         result["rag"][mode] = percentiles(timed_each(lambda q, m=mode: pipeline.answer(q, m), questions[: args.rag_questions]))
-    if args.reader:
+    for folder in args.reader:
         reader = RagPipeline(searcher.retriever("dense"), None, k=args.extractive_k)
-        reader.extractive_source = str(args.reader)
+        reader.extractive_source = str(folder)
         reader.answer(questions[0], "extractive")  # warm-up (loads the reader)
-        label = f"extractive (k={args.extractive_k})"
-        result["rag"][label] = percentiles(timed_each(lambda q: reader.answer(q, "extractive"), questions[: args.rag_questions]))
+        label = f"extractive {folder} (k={args.extractive_k})"
+        result["rag"][label] = percentiles(
+            timed_each(lambda q, r=reader: r.answer(q, "extractive"), questions[: args.rag_questions])
+        )
 
     print(
         f"\n| search (k={args.k}), one question at a time | p50 ms | p95 ms | mean ms | mean vs BM25 |\n|---|---:|---:|---:|---:|"

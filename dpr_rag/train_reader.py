@@ -64,8 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--answer-rule",
         choices=ANSWER_RULES,
         default=d.answer_rule,
-        help="passage: DPR's (the selected passage's best span); joint: the best (passage, span) by P_sel · P_start · P_end "
-        f"(default {d.answer_rule}; saved with the reader)",
+        help="passage: DPR's (the selected passage's best span); joint: the best (passage, span) by P_sel · P_start · P_end; "
+        f"prior: the same times the retriever's p(z|x) (default {d.answer_rule}; saved with the reader)",
     )
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster on CPUs with AVX512-BF16 or AMX)")
     parser.add_argument("--dev-fraction", type=float, default=d.dev_fraction)

@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
+from transformers.utils import logging as hf_logging
 
 from ..config_checks import check_choice, check_int
 from ..data.passages import Passage
@@ -37,7 +38,8 @@ READER_CONFIG = "reader.json"
 READER_WEIGHTS = "reader.safetensors"
 DEFAULT_MAX_LENGTH = 192  # question + title + a ~100-word passage fit in ~170 MiniLM tokens
 DEFAULT_MAX_ANSWER_LENGTH = 10  # DPR's span-length limit, in sub-word tokens
-ANSWER_RULES = ("passage", "joint")  # DPR's selected passage, or the best (passage, span) jointly (`read`)
+# DPR's selected passage; the best (passage, span) jointly; the same with the retriever's p(z|x) as a prior (`read`)
+ANSWER_RULES = ("passage", "joint", "prior")
 
 
 @dataclass
@@ -99,8 +101,15 @@ class ExtractiveReader(nn.Module):
         if layers is not None:
             check_int("layers", layers, 1, full)  # no more than the encoder has
         try:
-            depth = {} if layers is None else {"num_hidden_layers": layers}  # the first N layers' weights load
-            encoder = AutoModel.from_pretrained(path, **depth)
+            if layers is None:
+                encoder = AutoModel.from_pretrained(path)
+            else:  # the first N layers' weights load; the report of the others left unused is expected, so not shown
+                verbosity = hf_logging.get_verbosity()
+                hf_logging.set_verbosity_error()
+                try:
+                    encoder = AutoModel.from_pretrained(path, num_hidden_layers=layers)
+                finally:
+                    hf_logging.set_verbosity(verbosity)
         except model_load_errors() as e:
             raise DprRagError(f"cannot load an encoder from {name or 'the default encoder'}: {e}") from e
         return cls(encoder, tokenizer, base=BASE_DEFAULT if name is None else str(name), **kw)
@@ -185,16 +194,22 @@ class ExtractiveReader(nn.Module):
         return ReaderLogits(selection, span[..., 0], span[..., 1])
 
     @torch.inference_mode()
-    def read(self, question: str, passages: list[Passage]) -> ExtractedAnswer:
+    def read(self, question: str, passages: list[Passage], prior: torch.Tensor | None = None) -> ExtractedAnswer:
         """Answer from `passages` by `self.answer_rule`: "passage" is DPR's inference (the passage with the highest
         selection score, then its best span); "joint" takes the (passage, span) of highest log P_sel(i) +
-        log P_start(s | i) + log P_end(e | i) over all passages, so a confident span can outweigh a weak selection."""
+        log P_start(s | i) + log P_end(e | i) over all passages, so a confident span can outweigh a weak selection;
+        "prior" adds the retriever's log p(i | q) (`prior`, one per passage; None: uniform, i.e. "joint"), a product
+        of the two experts that judge the passage, so a reader whose selection is weak still reads the passages the
+        retriever trusts."""
         if not passages:
             raise DprRagError("the reader needs at least one passage")
+        if prior is not None and len(prior) != len(passages):
+            raise DprRagError(f"{len(prior)} prior log-probabilities for {len(passages)} passages")
         self.eval()
         batch, in_passage, offsets = self.tokenize([question] * len(passages), passages)
         logits = self.forward(batch)
         log_select = torch.log_softmax(logits.selection, 0)
+        log_prior = torch.log_softmax(prior.float(), 0) if self.answer_rule == "prior" and prior is not None else None
         rows = [int(log_select.argmax())] if self.answer_rule == "passage" else range(len(passages))
         best: tuple[float, int, int, int] | None = None
         for i in rows:
@@ -204,7 +219,7 @@ class ExtractiveReader(nn.Module):
             log_start = torch.log_softmax(logits.start[i].masked_fill(~allowed, neg), 0)
             log_end = torch.log_softmax(logits.end[i].masked_fill(~allowed, neg), 0)
             s, e, span_logp = best_span(log_start, log_end, allowed, self.max_answer_length, segment)
-            logprob = float(log_select[i]) + span_logp
+            logprob = float(log_select[i]) + span_logp + (0.0 if log_prior is None else float(log_prior[i]))
             if best is None or logprob > best[0]:
                 best = (logprob, i, s, e)
         assert best is not None

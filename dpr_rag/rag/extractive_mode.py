@@ -42,12 +42,13 @@ def span_in_passage(passage: Passage, index: int, start: int, end: int) -> Answe
 def extractive_answers(
     reader: ExtractiveReader, questions: list[str], hits: list[list[SearchHit]], doc_logp: torch.Tensor
 ) -> list[RagAnswer]:
-    """DPR's reader over each question's retrieved passages. Provenance: p(z|x) from the retriever (`doc_logp`); the
+    """DPR's reader over each question's retrieved passages (`doc_logp`, the retriever's log p(z|x), is the "prior"
+    answer rule's prior). Provenance: p(z|x) from the retriever; the
     "posterior" is the reader's passage selection P_sel(z | x); `span` says where the answer stands."""
     prior = doc_logp.exp()
     answers = []
     for b, (question, row) in enumerate(zip(questions, hits, strict=True)):
-        found = reader.read(question, [h.passage for h in row])
+        found = reader.read(question, [h.passage for h in row], prior=doc_logp[b])
         span = span_in_passage(row[found.passage].passage, found.passage, found.start, found.end)
         provenance = [Provenance(h.passage, h.score, float(prior[b, i]), found.selection[i]) for i, h in enumerate(row)]
         answers.append(RagAnswer(question, found.text, "extractive", found.logprob, provenance, span=span))

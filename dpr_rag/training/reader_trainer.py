@@ -67,7 +67,9 @@ class ReaderTrainConfig:
     max_grad_norm: float = 1.0
     max_length: int = DEFAULT_MAX_LENGTH
     max_answer_length: int = DEFAULT_MAX_ANSWER_LENGTH
-    answer_rule: str = "passage"  # how dev questions are answered ("passage": DPR's; "joint"); saved with the reader
+    # How dev questions are answered ("passage": DPR's; "joint"; "prior", which dev answers as "joint": the saved
+    # candidates keep their ranks, not the retriever's scores); saved with the reader.
+    answer_rule: str = "passage"
     bf16: bool = False
     dev_fraction: float = 0.1
     dev_max: int = 100
