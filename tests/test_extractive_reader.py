@@ -153,6 +153,27 @@ def test_the_joint_rule_maximises_over_every_passage(reader, toy_passages):
         ExtractiveReader(reader.encoder, reader.tokenizer, answer_rule="best")
 
 
+def test_the_prior_rule_adds_the_retrievers_log_probability(reader, toy_passages):
+    reader.answer_rule = "joint"
+    joint = reader.read("who painted the mona lisa", toy_passages)
+    other = (joint.passage + 1) % len(toy_passages)
+    reader.answer_rule = "prior"
+    assert reader.read("who painted the mona lisa", toy_passages).logprob == pytest.approx(joint.logprob)  # no prior
+    flat = torch.zeros(len(toy_passages))
+    same = reader.read("who painted the mona lisa", toy_passages, prior=flat)
+    assert (same.passage, same.start, same.end) == (joint.passage, joint.start, joint.end)  # uniform: as joint
+    confident = torch.full((len(toy_passages),), -30.0)
+    confident[other] = 0.0  # the retriever is sure of another passage: its best span wins
+    chosen = reader.read("who painted the mona lisa", toy_passages, prior=confident)
+    assert chosen.passage == other
+    alone = reader.read("who painted the mona lisa", [toy_passages[other]])
+    assert (chosen.start, chosen.end) == (alone.start, alone.end)
+    expected = alone.logprob + math.log(chosen.selection[other]) + float(torch.log_softmax(confident, 0)[other])
+    assert chosen.logprob == pytest.approx(expected, abs=1e-4)  # log p(z|x) + log P_sel + log P_start + log P_end
+    with pytest.raises(DprRagError, match="2 prior log-probabilities"):
+        reader.read("who painted the mona lisa", toy_passages, prior=torch.zeros(2))
+
+
 def test_save_and_load_round_trip(reader, tmp_path, toy_passages):
     batch, _, _ = reader.tokenize(["who painted it"] * 3, toy_passages[:3])
     before = reader.eval()(batch)
@@ -365,3 +386,19 @@ def test_eval_scores_the_extractive_mode(saved_reader, toy_corpus, tmp_path):
         EvalConfig(qa=str(qa), generate=["token"], reader=str(saved_reader))
     with pytest.raises(ConfigError, match="with-base"):
         EvalConfig(qa=str(qa), generate=["token"], with_base=["extractive"])
+
+
+# ---- the shipped reader -------------------------------------------------------------------------------------------
+def test_the_shipped_reader_answers_from_the_default_corpus():
+    """A fresh install's extractive mode: the shipped 3-layer reader over the default corpus's dense top 10 (its index
+    is built from the shipped embeddings: no encoding)."""
+    assert model.shipped_extractive_reader() == model.SHIPPED, "no shipped reader in dpr_rag/extractive/shipped/"
+    pipe = RagPipeline.open(k=10, load_generator=False)
+    reader = pipe.extractive_reader
+    assert reader is not None and reader.source == str(model.SHIPPED) and reader.answer_rule == "prior"
+    assert len(reader.encoder.encoder.layer) == 3 and reader.max_length == 96
+    answer = pipe.answer("who painted the mona lisa", "extractive")
+    assert answer.answer == "Leonardo da Vinci" and answer.span is not None
+    read_from = answer.passages[answer.span.passage].passage
+    assert read_from.to_dict()[answer.span.field][answer.span.start : answer.span.end] == "Leonardo da Vinci"
+    assert pipe.answer("What is the origin city of The Beatles?", "extractive").answer == "Liverpool"
