@@ -90,7 +90,8 @@ def generate_answers(
     for suffix, pipeline, modes in _readers(config, searcher):
         answered: dict[str, tuple[list[RagAnswer], float]] = {}  # mode -> (answers, seconds in all)
         for mode in modes:
-            answered[mode] = _answer_all(pipeline, questions, mode, stages, mode + suffix)
+            beams = config.sequence_beams if mode == "sequence" else None
+            answered[mode] = _answer_all(pipeline, questions, mode, stages, mode + suffix, beams)
             _score(made, mode + suffix, *answered[mode], examples, answerable)
         if config.fallback:
             for mode in [m for m in modes if m not in ("closed-book", "extractive")]:  # an extracted span is grounded
@@ -100,14 +101,15 @@ def generate_answers(
 
 
 def _answer_all(
-    pipeline: RagPipeline, questions: list[str], mode: str, stages: Stages, label: str
+    pipeline: RagPipeline, questions: list[str], mode: str, stages: Stages, label: str, num_beams: int | None = None
 ) -> tuple[list[RagAnswer], float]:
-    """Every question answered in `mode`, in batches with progress; and the seconds that took."""
+    """Every question answered in `mode` (`num_beams`: None = the mode's default), in batches with progress; and the
+    seconds that took."""
     answers: list[RagAnswer] = []
     bar = stages.run(f"generate {label}", len(questions))
     t0 = time.perf_counter()
     for start in range(0, len(questions), GENERATE_BATCH):
-        answers += pipeline.answer_batch(questions[start : start + GENERATE_BATCH], mode)
+        answers += pipeline.answer_batch(questions[start : start + GENERATE_BATCH], mode, num_beams)
         bar.update(len(answers))
     bar.close()
     return answers, time.perf_counter() - t0

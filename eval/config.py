@@ -51,6 +51,7 @@ class EvalConfig:
     rerank_fusion: str = "replace"  # or "sum" (dpr_rag.retrieval.rerank.FUSIONS)
     rag_k: int = 5
     shots: int = 0  # few-shot demonstrations before each question (dpr_rag.rag.demonstrations)
+    sequence_beams: int | None = None  # RAG-Sequence's beams per passage (None: the pipeline's 4; 1: greedy, fastest)
     fallback: bool = False  # also rows "<mode> + fallback": closed-book where the passages lack the answer
     limit: int | None = None  # the first N questions, in file order
     match: str = "string"
@@ -119,6 +120,8 @@ class EvalConfig:
         if self.rag_retriever.removesuffix(RERANKED) not in RETRIEVERS:
             choices = ", ".join(RETRIEVERS)
             raise ConfigError(f"unknown --rag-retriever {self.rag_retriever!r}; choose from {choices} (optionally {RERANKED})")
+        if self.sequence_beams is not None and (not _is_int(self.sequence_beams) or not 1 <= self.sequence_beams <= 16):
+            raise ConfigError(f"--sequence-beams must be an integer between 1 and 16, got {self.sequence_beams!r}")
         if not _is_int(self.shots) or not 0 <= self.shots <= MAX_SHOTS:
             raise ConfigError(f"--shots must be an integer between 0 and {MAX_SHOTS}, got {self.shots!r}")
         if self.fusion not in FUSIONS:
@@ -143,6 +146,8 @@ class EvalConfig:
             args += ["--generate", ",".join(self.generate), "--rag-k", str(self.rag_k)]
             if self.shots:
                 args += ["--shots", str(self.shots)]
+            if self.sequence_beams is not None:
+                args += ["--sequence-beams", str(self.sequence_beams)]
             for flag, value in (("--generator", self.generator), ("--rag", self.rag), ("--reader", self.reader)):
                 if value:
                     args += [flag, str(value)]

@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_rerank_args(parser, "adds a '<retriever>+rerank' row each")
     parser.add_argument("--rag-k", type=int, default=5, help="passages RAG marginalises over (default 5)")
     parser.add_argument("--shots", type=int, default=0, help="few-shot demonstrations before each question (default 0)")
+    parser.add_argument(
+        "--sequence-beams", type=int, help="RAG-Sequence's beams per passage (default 4; 1: each passage's greedy answer)"
+    )
     parser.add_argument("--limit", type=int, help="evaluate only the first N questions")
     parser.add_argument(
         "--match",
@@ -128,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         rerank_fusion=args.rerank_fusion,
         rag_k=args.rag_k,
         shots=args.shots,
+        sequence_beams=args.sequence_beams,
         limit=args.limit,
         match=args.match,
         out=args.out,

@@ -173,7 +173,8 @@ class FakePipeline:
         "closed-book": ["", "1900", "", "", ""],
     }
 
-    def answer_batch(self, questions, mode):
+    def answer_batch(self, questions, mode, num_beams=None):
+        self.beams = [*getattr(self, "beams", []), (mode, num_beams)]
         index = {q: i for i, (q, _) in enumerate(QA)}
         return [
             types.SimpleNamespace(question=q, answer=self.ANSWERS[mode][index[q]], mode=mode, fallback=False) for q in questions
@@ -207,6 +208,18 @@ def test_generation_scores_each_mode(tmp_path, corpus_file, qa_file, monkeypatch
     md = (out / "report.md").read_text()
     assert "| mode | EM | F1 | EM (answerable) | F1 (answerable) |" in md and "| sequence | 40.0 |" in md
     assert "--generate sequence,closed-book --rag-k 3 --generator my-gen" in report["settings"]["command"]
+
+
+def test_sequence_beams_reach_rag_sequence_only(tmp_path, corpus_file, qa_file, monkeypatch):
+    pipeline = FakePipeline()
+    monkeypatch.setattr(RagPipeline, "open", lambda **kw: pipeline)
+    cfg = config(tmp_path, corpus_file, qa_file, generate=["sequence", "closed-book"], sequence_beams=1)
+    report, _ = run_evaluation(cfg)
+    assert set(pipeline.beams) == {("sequence", 1), ("closed-book", None)}  # type: ignore[attr-defined]
+    assert "--sequence-beams 1" in report["settings"]["command"]
+    for bad in (0, 17, 1.5):
+        with pytest.raises(ConfigError, match="--sequence-beams"):
+            config(tmp_path, corpus_file, qa_file, generate=["sequence"], sequence_beams=bad)
 
 
 class FakeBasePipeline(FakePipeline):
