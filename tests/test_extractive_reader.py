@@ -1,6 +1,6 @@
 """DPR's extractive reader: answer spans found by has_answer's rule, the best-span search, the loss against a value
-computed by hand, save/load round trips (whole and compact), training (learning, exact resume) and the extractive
-QA mode in the pipeline, the answer CLI and eval."""
+computed by hand, the answer rules, save/load round trips (whole, compact, fewer layers) and training (learning, exact
+resume). The extractive QA mode (pipeline, CLI, eval, the shipped reader): tests/test_extractive_mode.py."""
 
 from __future__ import annotations
 
@@ -10,25 +10,19 @@ import threading
 
 import pytest
 import torch
+from reader_helpers import toy_reader_qa
 from transformers import AutoTokenizer
 
-from dpr_rag.answer import main as answer_main
-from dpr_rag.data.passages import Passage, load_corpus
-from dpr_rag.data.qa import QAExample
+from dpr_rag.data.passages import Passage
 from dpr_rag.errors import ConfigError, DprRagError
-from dpr_rag.extractive import model
 from dpr_rag.extractive.model import READER_CONFIG, READER_WEIGHTS, ExtractiveReader
 from dpr_rag.extractive.spans import answer_char_spans, best_span, char_span_to_tokens, title_text_segments
-from dpr_rag.matching import exact_match, has_answer
+from dpr_rag.matching import has_answer
 from dpr_rag.rag.extractive_mode import span_in_passage
-from dpr_rag.rag.pipeline import RagPipeline
-from dpr_rag.retrieval.bm25 import BM25Retriever
 from dpr_rag.retrieval.encoder import default_encoder_path
 from dpr_rag.retrieval.rerank import passage_text
 from dpr_rag.training.reader_loss import reader_loss
 from dpr_rag.training.reader_trainer import ReaderTrainConfig, answer_spans, train_reader
-from eval.config import EvalConfig
-from eval.harness import run_evaluation
 
 
 # ---- spans --------------------------------------------------------------------------------------------------------
@@ -232,12 +226,6 @@ def test_from_pretrained_names_a_folder_that_is_not_a_reader(tmp_path):
 
 
 # ---- training -----------------------------------------------------------------------------------------------------
-def _toy_qa() -> list[QAExample]:
-    painter = ["who painted it", "which artist", "the painter", "by whom"]
-    year = ["what year", "when completed", "which date", "the year"]
-    return [QAExample(q, ["Leonardo da Vinci"]) for q in painter] + [QAExample(q, ["1889"]) for q in year]
-
-
 def _config(tmp_path, tiny_model_dir, toy_corpus, **kw) -> ReaderTrainConfig:
     settings = dict(
         out=str(tmp_path / "run"),
@@ -258,7 +246,7 @@ def _config(tmp_path, tiny_model_dir, toy_corpus, **kw) -> ReaderTrainConfig:
 
 
 def test_training_learns_and_writes_its_folders(tmp_path, tiny_model_dir, toy_corpus):
-    result = train_reader(_config(tmp_path, tiny_model_dir, toy_corpus, epochs=8, lr=3e-3, warmup_ratio=0.0), _toy_qa())
+    result = train_reader(_config(tmp_path, tiny_model_dir, toy_corpus, epochs=8, lr=3e-3, warmup_ratio=0.0), toy_reader_qa())
     losses = [r["loss"] for r in result.history if "loss" in r]
     assert result.steps == len(losses) == 8 * 3  # 6 training questions, 2 per step
     assert sum(losses[-3:]) < sum(losses[:3]) / 2
@@ -281,9 +269,10 @@ class _CancelAfter:
 
 
 def test_resume_continues_exactly(tmp_path, tiny_model_dir, toy_corpus):
-    straight = train_reader(_config(tmp_path / "a", tiny_model_dir, toy_corpus), _toy_qa())
+    straight = train_reader(_config(tmp_path / "a", tiny_model_dir, toy_corpus), toy_reader_qa())
     cancel = _CancelAfter(2)
-    half = train_reader(_config(tmp_path / "b", tiny_model_dir, toy_corpus), _toy_qa(), callback=cancel, cancel=cancel.event)
+    config = _config(tmp_path / "b", tiny_model_dir, toy_corpus)
+    half = train_reader(config, toy_reader_qa(), callback=cancel, cancel=cancel.event)
     assert half.cancelled and half.steps == 2
     resumed = train_reader(_config(tmp_path / "b", tiny_model_dir, toy_corpus, resume=True))
     assert resumed.steps == straight.steps
@@ -305,100 +294,3 @@ def test_config_rejects_bad_settings(tmp_path):
     ):
         with pytest.raises(ConfigError):
             ReaderTrainConfig(out=str(tmp_path), **bad)  # type: ignore[arg-type]
-
-
-# ---- the extractive QA mode: pipeline, answer CLI, eval -----------------------------------------------------------
-@pytest.fixture
-def saved_reader(tiny_model_dir, tmp_path):
-    torch.manual_seed(1)
-    folder = tmp_path / "reader"
-    ExtractiveReader.from_encoder(tiny_model_dir, max_length=64).save_pretrained(folder)
-    return folder
-
-
-def test_pipeline_answers_extractively_without_a_generator(saved_reader, toy_passages):
-    pipe = RagPipeline(BM25Retriever(toy_passages), None, k=3)
-    pipe.extractive_source = str(saved_reader)
-    (a,) = pipe.answer_batch(["who painted the mona lisa"], "extractive")
-    hits = pipe.retriever.search(["who painted the mona lisa"], 3)[0]
-    expected = ExtractiveReader.from_pretrained(saved_reader).read(a.question, [h.passage for h in hits])
-    assert a.mode == "extractive" and a.answer == expected.text and a.logprob == pytest.approx(expected.logprob)
-    assert [p.passage.id for p in a.passages] == [h.passage.id for h in hits]
-    assert [p.posterior for p in a.passages] == pytest.approx(expected.selection)  # the reader's passage selection
-    assert a.span is not None and a.span.passage == expected.passage
-    chosen = a.passages[a.span.passage].passage
-    assert getattr(chosen, a.span.field)[a.span.start : a.span.end] == a.answer
-    assert not pipe.has_generator
-    with pytest.raises(ConfigError, match="without a generator"):
-        pipe.answer("who painted the mona lisa", "token")
-
-
-def test_no_reader_is_a_clear_error(toy_passages, monkeypatch):
-    monkeypatch.setattr(model, "SHIPPED", model.SHIPPED.parent / "missing")
-    with pytest.raises(ConfigError, match="train_reader"):
-        RagPipeline(BM25Retriever(toy_passages), None, k=2).answer("who painted it", "extractive")
-    with pytest.raises(ConfigError, match="train_reader"):  # before any index is loaded (no corpus file is read)
-        RagPipeline.open(corpus="no-such-corpus.jsonl", load_generator=False)
-
-
-def test_answer_cli_extractive_mode(saved_reader, toy_corpus, tiny_model_dir, capsys):
-    argv = ["who painted the mona lisa", "--mode", "extractive", "--reader", str(saved_reader), "--corpus", str(toy_corpus)]
-    assert answer_main([*argv, "--model", str(tiny_model_dir), "--retriever", "bm25", "--k", "3", "--json"]) == 0
-    (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert row["mode"] == "extractive" and row["answer"] and len(row["passages"]) == 3
-    span = row["span"]
-    corpus = {p.id: p for p in load_corpus(toy_corpus)}
-    passage = corpus[row["passages"][span["passage"]]["id"]].to_dict()
-    assert passage[span["field"]][span["start"] : span["end"]] == row["answer"]
-    assert answer_main([*argv, "--model", str(tiny_model_dir), "--retriever", "bm25", "--k", "3"]) == 0
-    shown = capsys.readouterr().out
-    assert f"answer: {row['answer']!r}" in shown and ("[[" + row["answer"] + "]]") in shown
-
-
-def test_answer_cli_reads_ten_passages_by_default_in_extractive_mode(
-    saved_reader, toy_passages, tiny_model_dir, tmp_path, capsys
-):
-    fillers = [Passage(f"f{i}", f"Filler passage number {i} about painting and years.", f"Filler {i}") for i in range(8)]
-    corpus = tmp_path / "corpus.jsonl"
-    corpus.write_text("".join(json.dumps(p.to_dict()) + "\n" for p in [*toy_passages, *fillers]))
-    argv = ["who painted the mona lisa", "--reader", str(saved_reader), "--corpus", str(corpus), "--json"]
-    assert answer_main([*argv, "--mode", "extractive", "--model", str(tiny_model_dir), "--retriever", "bm25"]) == 0
-    (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert len(row["passages"]) == 10
-
-
-def test_eval_scores_the_extractive_mode(saved_reader, toy_corpus, tmp_path):
-    qa = tmp_path / "qa.jsonl"
-    qa.write_text("".join(json.dumps({"question": e.question, "answer": e.answers}) + "\n" for e in _toy_qa()))
-    config = EvalConfig(
-        qa=str(qa), corpus=str(toy_corpus), retrievers=["bm25"], k=[1], generate=["extractive"], reader=str(saved_reader),
-        rag_retriever="bm25", rag_k=3, out=str(tmp_path / "r"), show_progress=False, bootstrap_samples=50,
-    )  # fmt: skip
-    report, out = run_evaluation(config)
-    reader = ExtractiveReader.from_pretrained(saved_reader)
-    bm25 = BM25Retriever(load_corpus(toy_corpus))
-    expected = [reader.read(e.question, [h.passage for h in bm25.search([e.question], 3)[0]]).text for e in _toy_qa()]
-    em = 100.0 * sum(exact_match(p, e.answers) for p, e in zip(expected, _toy_qa(), strict=True)) / len(expected)
-    assert report["qa"]["extractive"]["em"] == pytest.approx(em)
-    assert "--reader" in report["settings"]["command"]
-    assert "Answered by: extractive reader" in (out / "report.md").read_text()  # no generator was loaded or named
-    with pytest.raises(ConfigError, match="add extractive"):
-        EvalConfig(qa=str(qa), generate=["token"], reader=str(saved_reader))
-    with pytest.raises(ConfigError, match="with-base"):
-        EvalConfig(qa=str(qa), generate=["token"], with_base=["extractive"])
-
-
-# ---- the shipped reader -------------------------------------------------------------------------------------------
-def test_the_shipped_reader_answers_from_the_default_corpus():
-    """A fresh install's extractive mode: the shipped 3-layer reader over the default corpus's dense top 10 (its index
-    is built from the shipped embeddings: no encoding)."""
-    assert model.shipped_extractive_reader() == model.SHIPPED, "no shipped reader in dpr_rag/extractive/shipped/"
-    pipe = RagPipeline.open(k=10, load_generator=False)
-    reader = pipe.extractive_reader
-    assert reader is not None and reader.source == str(model.SHIPPED) and reader.answer_rule == "prior"
-    assert len(reader.encoder.encoder.layer) == 3 and reader.max_length == 96
-    answer = pipe.answer("who painted the mona lisa", "extractive")
-    assert answer.answer == "Leonardo da Vinci" and answer.span is not None
-    read_from = answer.passages[answer.span.passage].passage
-    assert read_from.to_dict()[answer.span.field][answer.span.start : answer.span.end] == "Leonardo da Vinci"
-    assert pipe.answer("What is the origin city of The Beatles?", "extractive").answer == "Liverpool"
