@@ -6,10 +6,11 @@ import json
 
 import pytest
 import torch
+from eval_helpers import write_qa
 from rag_helpers import SECRET_Q, SHARP, TEXTS, WORDS, build_bart, build_gpt2, secret
 from transformers import AutoTokenizer, BertConfig, BertModel
 
-from dpr_rag.data.passages import Passage
+from dpr_rag.data.passages import Passage, save_jsonl
 from dpr_rag.rag.generator import Generator
 from dpr_rag.rag.prompting import prompt
 from dpr_rag.retrieval.encoder import default_encoder_path
@@ -118,3 +119,18 @@ def copier_dir(tmp_path_factory):
     gen.model.eval()
     gen.save_pretrained(folder)
     return folder
+
+
+# ---- the evaluation tests' corpus and questions (tests/eval_helpers.py) -------------------------------------------
+@pytest.fixture
+def corpus_file(tmp_path, toy_passages):
+    """`toy_passages` as a JSONL corpus file (the evaluation tests' corpus)."""
+    path = tmp_path / "toy.jsonl"
+    save_jsonl(toy_passages, path)
+    return path
+
+
+@pytest.fixture
+def qa_file(tmp_path):
+    """eval_helpers.QA as an NQ-open JSONL file."""
+    return write_qa(tmp_path, "jsonl")
