@@ -102,7 +102,7 @@ class GroundedPipeline:
     def __init__(self):
         self.asked: list[tuple[str, int]] = []
 
-    def answer_batch(self, questions, mode):
+    def answer_batch(self, questions, mode, num_beams=None):  # RagPipeline.answer_batch's signature
         self.asked.append((mode, len(questions)))
         index = {q: i for i, (q, _) in enumerate(EVAL_QA)}
         passages = {0: [MONA], 1: [MONA], 2: [Passage("3", "Python", "Guido van Rossum began Python.")]}
