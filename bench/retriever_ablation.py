@@ -9,6 +9,10 @@ compared with the untrained encoder and with the recipe before it (paired bootst
     + bm25              one BM25 hard negative per question (DPR)
     + dense             one BM25 and one dense hard negative (the untrained encoder's top hits without an answer)
     + synthetic         the same, plus synthetic questions (python -m dpr_rag.generate_questions) in training
+    query-side          the default recipe of `python -m dpr_rag.train`: a LoRA adapter on the question tower only, trained
+                        against the frozen index (full-corpus softmax, every answer-bearing passage of the starting
+                        encoder's top 100 a positive; dpr_rag/training/query_side.py), its own default settings
+    query-side+synthetic  the same with the synthetic questions added to its training part
 
     python bench/retriever_ablation.py --train runs/nq/train.jsonl --heldout runs/nq/heldout.jsonl \\
         --synthetic runs/qg/synthetic-4k.json --exclude runs/app_examples.jsonl [--recipes in-batch,bm25,dense,synthetic]
@@ -30,8 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dpr_rag.data.qa import load_qa  # noqa: E402
 from dpr_rag.matching import CorpusAnswerIndex, first_hit_rank  # noqa: E402
+from dpr_rag.retrieval.query_adapter import BASE_DEFAULT  # noqa: E402
 from dpr_rag.retrieval.searcher import Searcher  # noqa: E402
 from dpr_rag.storage import atomic_file  # noqa: E402
+from dpr_rag.training.query_side import QuerySideConfig, train_query_side  # noqa: E402
 from dpr_rag.training.questions import training_questions  # noqa: E402
 from dpr_rag.training.trainer import TrainConfig, train  # noqa: E402
 from eval.bootstrap import paired_bootstrap  # noqa: E402
@@ -42,6 +48,8 @@ RECIPES = {
     "bm25": {"hard_negatives": 1},
     "dense": {"hard_negatives": 2, "negatives": "both"},
     "synthetic": {"hard_negatives": 2, "negatives": "both", "synthetic": True},
+    "query-side": {"query_side": True},
+    "query-side+synthetic": {"query_side": True, "synthetic": True},
 }
 
 
@@ -86,9 +94,9 @@ def main() -> None:
     ap.add_argument("--synthetic", help="DPR JSON of synthetic questions, for the synthetic recipe")
     ap.add_argument("--exclude", nargs="*", default=[], help="QA files never trained on (the app's examples)")
     ap.add_argument("--recipes", default=",".join(RECIPES))
-    ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=2e-5)
+    ap.add_argument("--epochs", type=int, default=2, help="DPR recipes (query-side: its own defaults)")
+    ap.add_argument("--batch-size", type=int, default=16, help="DPR recipes")
+    ap.add_argument("--lr", type=float, default=2e-5, help="DPR recipes")
     ap.add_argument("--work", default="runs/ablation")
     ap.add_argument("--out", default="bench/results/retriever_ablation.json")
     args = ap.parse_args()
@@ -96,7 +104,7 @@ def main() -> None:
     heldout = load_qa(args.heldout)
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else {"runs": {}}
-    base = Searcher.open(None, show_progress=True)
+    base = Searcher.open(None, model=BASE_DEFAULT, show_progress=True)  # the untrained all-MiniLM-L6-v2
     corpus_answers = CorpusAnswerIndex([p.text for p in base.passages])
     results["answerable"] = [corpus_answers.contains(e.answers) for e in heldout]
     if "untrained" not in results["runs"]:
@@ -105,24 +113,30 @@ def main() -> None:
     for name in args.recipes.split(","):
         recipe = dict(RECIPES[name])
         synthetic = args.synthetic if recipe.pop("synthetic", False) else None
-        if name == "synthetic" and not synthetic:
+        if name.endswith("synthetic") and not synthetic:
             raise SystemExit("the synthetic recipe needs --synthetic FILE")
         folder = Path(args.work) / name
         t0 = time.perf_counter()
-        config = TrainConfig(
-            out=str(folder),
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            synthetic=synthetic,
-            gold_title_positives=True,
-            **recipe,
-        )
-        result = train(config, examples=questions)
+        if recipe.pop("query_side", False):
+            qs_config = QuerySideConfig(out=str(folder), synthetic=synthetic, **recipe)
+            qs_result = train_query_side(qs_config, examples=questions)
+            steps, best_dev = qs_result.steps, qs_result.best_dev_accuracy
+        else:
+            config = TrainConfig(
+                out=str(folder),
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                lr=args.lr,
+                synthetic=synthetic,
+                gold_title_positives=True,
+                **recipe,
+            )
+            result = train(config, examples=questions)
+            steps, best_dev = result.steps, result.best_dev_accuracy
         seconds = time.perf_counter() - t0
         run = {"ranks": ranks(Searcher.open(None, model=str(folder / "best")), heldout)}
-        run.update(recipe=recipe, synthetic=synthetic, train_seconds=round(seconds), steps=result.steps)
-        run["best_dev_top20"] = result.best_dev_accuracy
+        run.update(recipe=RECIPES[name], synthetic=synthetic, train_seconds=round(seconds), steps=steps)
+        run["best_dev_top20"] = best_dev
         results["runs"][name] = run
         out.parent.mkdir(parents=True, exist_ok=True)
         with atomic_file(out) as f:

@@ -19,7 +19,8 @@ def add_corpus_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         help="encoder: a Hugging Face id or folder, or a dual encoder saved by dpr_rag.train; "
-        "default: all-MiniLM-L6-v2 (embedded)",
+        "default: all-MiniLM-L6-v2 with the shipped question adapter (dpr_rag/retrieval/shipped); "
+        "all-MiniLM-L6-v2: the untrained base",
     )
     parser.add_argument("--index-type", choices=KINDS, default="flat", help="FAISS index type (default: exact flat)")
     parser.add_argument(

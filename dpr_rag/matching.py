@@ -7,6 +7,8 @@ Deliberate departures from the originals are noted where they occur.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import re
 import string
 import unicodedata
@@ -172,7 +174,24 @@ class CorpusAnswerIndex:
 
     def __init__(self, texts: Sequence[str]):
         self.texts = list(texts)
-        self._joined = "\n".join(" " + " ".join(_TOKENIZER.words(_nfd(t))) + " " for t in self.texts)
+        lines = [" " + " ".join(_TOKENIZER.words(_nfd(t))) + " " for t in self.texts]
+        self._joined = "\n".join(lines)
+        self._starts = list(itertools.accumulate((len(line) + 1 for line in lines[:-1]), initial=0))
+
+    def passages_with(self, answers: Sequence[str], match: str = "string") -> list[int]:
+        """Indices of the passages that contain an answer (`has_answer`'s rule), ascending."""
+        if match != "string":
+            hit = answer_matcher(answers, match)
+            return [i for i, t in enumerate(self.texts) if hit(t)]
+        answer_matcher(answers, match)
+        found: set[int] = set()
+        for toks in (_TOKENIZER.words(_nfd(a)) for a in answers):
+            needle = f" {' '.join(toks)} " if toks else ""
+            at = self._joined.find(needle) if needle else -1
+            while at >= 0:
+                found.add(bisect.bisect_right(self._starts, at) - 1)
+                at = self._joined.find(needle, at + 1)
+        return sorted(found)
 
     def contains(self, answers: Sequence[str], match: str = "string") -> bool:
         if match == "string":

@@ -24,6 +24,7 @@ from dpr_rag.errors import ConfigError, DprRagError
 from dpr_rag.matching import CorpusAnswerIndex
 from dpr_rag.retrieval.base import SearchHit
 from dpr_rag.retrieval.encoder import resolve_precision
+from dpr_rag.retrieval.query_adapter import BASE_DEFAULT
 from dpr_rag.retrieval.searcher import Searcher
 from dpr_rag.storage import atomic_dir, unique_folder
 
@@ -37,7 +38,7 @@ from .stages import Progress, Stages
 
 REPORTS_DIR = Path(__file__).resolve().parent / "reports"
 SEARCH_BATCH = 64
-UNTRAINED = "dense_untrained"  # the default encoder, evaluated beside a trained --model
+UNTRAINED = "dense_untrained"  # the untrained base encoder, evaluated beside a trained --model
 
 
 @dataclass
@@ -121,7 +122,7 @@ def _retrieve(
     if config.model and config.baseline and "dense" in names:  # a trained --model is shown next to the untrained default
         baseline = Searcher(
             searcher.passages,
-            model=None,
+            model=BASE_DEFAULT,  # the untrained all-MiniLM-L6-v2, not the shipped trained default
             index_kind=config.index_type,
             use_cache=config.use_cache,
             precision=config.precision,

@@ -16,7 +16,7 @@ def test_plain_model_defaults_to_dpr_cls_pooling(tiny_model_dir):
 
 
 def test_sentence_transformers_folder_gets_mean_pooling_and_normalisation():
-    enc = DualEncoder.from_pretrained(None)  # the embedded all-MiniLM-L6-v2
+    enc = DualEncoder.from_pretrained("all-MiniLM-L6-v2")  # the embedded copy, untrained
     assert (enc.settings.pooling, enc.settings.normalize, enc.dim) == ("mean", True, 384)
     assert enc.source == default_encoder_path()
 

@@ -192,6 +192,8 @@ def test_two_process_gloo_run_equals_one_process(tmp_path, dpr_json, no_dropout_
     """torchrun with 2 CPU processes (gloo): each holds half the batch, passages are gathered across ranks,
     so the weights after training equal a single process holding the whole batch."""
     args = [
+        "--recipe",
+        "dpr",
         "--qa",
         str(dpr_json),
         "--model",

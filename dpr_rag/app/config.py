@@ -2,6 +2,7 @@
 
 DPR_RAG_APP_CORPUS       corpus file (.tsv/.jsonl) to start on; default: the embedded Wikipedia summaries
 DPR_RAG_APP_MODEL        dense encoder (HF id/folder or a dual encoder saved by training); default: all-MiniLM-L6-v2
+                         with the shipped question adapter (dpr_rag/retrieval/shipped)
 DPR_RAG_APP_GENERATOR    RAG generator (HF id/folder, or a LoRA adapter folder); default: the shipped reader
                          (Gemma 3 270M + trained LoRA, dpr_rag/rag/reader)
 DPR_RAG_APP_BASE_GENERATOR  1: the bare Gemma 3 270M instead of the shipped reader

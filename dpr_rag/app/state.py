@@ -78,7 +78,9 @@ class AppState:
         self.models: dict[str, ModelEntry] = {}
         self.models_version = 0
         default_label = (
-            "all-MiniLM-L6-v2 (embedded default)" if config.model is None else f"{Path(config.model).name} (starting model)"
+            "all-MiniLM-L6-v2 + NQ question adapter (default)"
+            if config.model is None
+            else f"{Path(config.model).name} (starting model)"
         )
         self._add_model(ModelEntry(DEFAULT_MODEL, default_label, config.model, created=0.0))
         self._find_trained_models()
@@ -98,8 +100,13 @@ class AppState:
             self.models_version += 1
 
     def _find_trained_models(self) -> None:
-        """Models trained in earlier sessions of the app: runs/<name>/best/."""
-        for run in sorted(self.config.runs_dir.glob("*/best/dpr_rag_encoder.json"), key=lambda p: p.stat().st_mtime):
+        """Models trained in earlier sessions of the app (or by `python -m dpr_rag.train` into its runs folder):
+        runs/<name>/best/, two towers or a question adapter."""
+        found = [
+            *self.config.runs_dir.glob("*/best/dpr_rag_encoder.json"),
+            *self.config.runs_dir.glob("*/best/dpr_rag_query_adapter.json"),
+        ]
+        for run in sorted(found, key=lambda p: p.stat().st_mtime):
             self.register_run(run.parent.parent)
 
     def register_run(self, run_dir: Path) -> ModelEntry | None:

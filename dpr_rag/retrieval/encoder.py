@@ -30,6 +30,14 @@ from ..data.passages import Passage
 from ..errors import ConfigError, DataFormatError, DprRagError
 from ..storage import atomic_dir, model_load_errors, read_json
 from .onnx_backend import OnnxTower, onnx_tower, onnxruntime_available, weights_fingerprint
+from .query_adapter import (
+    BASE_DEFAULT,
+    BASE_NAMES,
+    SHIPPED_QUERY_ADAPTER,
+    is_query_adapter_folder,
+    merge_query_adapter,
+    query_adapter_base,
+)
 
 CONFIG_NAME = "dpr_rag_encoder.json"
 POOLINGS = ("cls", "mean")
@@ -184,11 +192,18 @@ class DualEncoder(nn.Module):
         `shared=False` on a plain model copies it into two towers with separate weights, as DPR trains.
         A training output folder (`python -m dpr_rag.train --out DIR`) loads its `best/` checkpoint.
         """
-        path = str(path) if path else default_encoder_path()
+        if path is None or str(path) == "":
+            shipped = SHIPPED_QUERY_ADAPTER
+            path = str(shipped) if is_query_adapter_folder(shipped) else default_encoder_path()
+        elif str(path) in BASE_NAMES:
+            path = default_encoder_path()  # the untrained base, served from the embedded copy
+        path = str(path)
         folder = Path(path)
-        if not (folder / CONFIG_NAME).exists() and (folder / "best" / CONFIG_NAME).exists():
-            folder = folder / "best"  # a training output folder: use its best checkpoint
-            path = str(folder)
+        best = folder / "best"  # a training output folder: use its best checkpoint
+        if not (folder / CONFIG_NAME).exists() and ((best / CONFIG_NAME).exists() or is_query_adapter_folder(best)):
+            folder, path = best, str(best)
+        if is_query_adapter_folder(folder):
+            return cls._with_query_adapter(folder, pooling, normalize)
         if (folder / CONFIG_NAME).exists():
             try:
                 settings = EncoderSettings(**read_json(folder / CONFIG_NAME))
@@ -224,6 +239,14 @@ class DualEncoder(nn.Module):
         if shared is True:
             p = q
         return cls(q, p, tokenizer, settings, source=path)
+
+    @classmethod
+    def _with_query_adapter(cls, folder: Path, pooling: str | None, normalize: bool | None) -> DualEncoder:
+        """The base of a query-adapter folder with the adapter merged into its query tower; its passage tower is the
+        base, untouched (so the base's corpus index serves it)."""
+        base = cls.from_pretrained(query_adapter_base(folder) or BASE_DEFAULT, shared=False, pooling=pooling, normalize=normalize)
+        query_model = merge_query_adapter(base.query_encoder.model, folder)
+        return cls(query_model, base.passage_encoder.model, base.tokenizer, base.settings, source=str(folder))  # type: ignore[arg-type]
 
     def save_pretrained(self, out: str | os.PathLike) -> None:
         """Write the dual encoder atomically as Hugging Face folders (safetensors) plus its settings."""

@@ -30,6 +30,7 @@ from ..data.qa import QAExample
 from ..errors import ConfigError
 from ..plots import plot_training_log
 from ..retrieval.encoder import DualEncoder, autocast
+from ..retrieval.query_adapter import BASE_DEFAULT
 from ..storage import check_output_folder
 from . import distributed as dist
 from .checkpoints import load_checkpoint, restore_training_state, save_checkpoint
@@ -47,7 +48,7 @@ class TrainConfig:
     qa: str | None = None  # QA file; None = the embedded fanoutqa questions (or, with `synthetic` only, none)
     synthetic: str | None = None  # DPR JSON of synthetic questions (dpr_rag.generate_questions), training part only
     corpus: str | None = None  # corpus for distant supervision and random negatives; None = the default corpus
-    model: str | None = None  # starting encoder; None = all-MiniLM-L6-v2
+    model: str | None = None  # starting encoder; None = the untrained all-MiniLM-L6-v2
     shared: bool = False  # one model for questions and passages (DPR: separate)
     epochs: int = 1
     batch_size: int = 16  # questions per step, over all processes
@@ -177,7 +178,8 @@ def _setup(cfg: TrainConfig, examples: list[QAExample] | None, callback: Callabl
     if cfg.resume:
         encoder, state = load_checkpoint(out, cfg)
     else:
-        encoder, state = DualEncoder.from_pretrained(cfg.model, shared=cfg.shared), None
+        # None: the untrained base (all-MiniLM-L6-v2), not the shipped query-side default, so runs stay comparable
+        encoder, state = DualEncoder.from_pretrained(cfg.model or BASE_DEFAULT, shared=cfg.shared), None
     encoder.to(device).train()
     dist.broadcast_parameters(encoder)
     train_set, dev_set, pool = load_or_build_training_data(cfg, out, is_main, examples)
