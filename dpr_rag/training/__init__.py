@@ -2,7 +2,6 @@
 
 - `query_side.py` — the default recipe: a LoRA adapter on the question tower, trained against the frozen index of the
   corpus; `multi_positive_loss.py` — its full-corpus, multi-positive NLL;
-
 - `distant_supervision.py` — training examples from question-answer pairs (BM25 positives and hard negatives),
   the leak-free train/dev split, DPR JSON output;
 - `dpr_loss.py` — DPR's NLL over in-batch and hard negatives;
