@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import cast
 
@@ -44,7 +45,9 @@ def add_lora(model: PreTrainedModel, rank: int, alpha: float | None = None, drop
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(r=rank, lora_alpha=alpha or 2 * rank, lora_dropout=dropout, target_modules="all-linear")  # type: ignore[arg-type]
-    return cast(PreTrainedModel, get_peft_model(model, config))
+    with warnings.catch_warnings():  # peft calls a transformers method deprecated in v5: not the user's concern
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return cast(PreTrainedModel, get_peft_model(model, config))
 
 
 def load_lora(model: PreTrainedModel, folder: str | os.PathLike, trainable: bool = False) -> PreTrainedModel:
