@@ -277,3 +277,22 @@ def test_the_live_corpus_changes_without_encoding_it_again(app_state, monkeypatc
         found = [h.passage.id for h in searcher.search([first.text], n, retriever)[0]]
         assert first.id not in found and "z1" in found
     assert searcher.search(["quokka rottnest"], 1, "bm25")[0][0].passage.id == "z1"
+
+
+def test_with_the_shipped_default_the_untrained_base_is_offered_beside_it_on_the_same_index(tmp_path):
+    from dpr_rag.app.state import BASE_MODEL
+
+    cfg = AppConfig(corpus=str(assets.write_corpus_jsonl(tmp_path / "toy.jsonl")), data_dir=tmp_path / "data")
+    state = AppState(cfg)
+    assert [m for _, m in state.model_choices()][:2] == [DEFAULT_MODEL, BASE_MODEL]
+    job = state.start_initial_load()
+    wait_for(lambda: not job.running, 120)
+    assert job.state == DONE, job.message
+    job = state.start_model_index(BASE_MODEL, "alice")
+    wait_for(lambda: not job.running, 120)
+    assert job.state == DONE, job.message
+    trained, base = (state.live.searcher(m).encoder for m in (DEFAULT_MODEL, BASE_MODEL))
+    assert trained.passage_fingerprint() == base.passage_fingerprint() and trained.source != base.source
+    assert len(list((tmp_path / "cache" / "dense").iterdir())) == 1  # one index of the corpus serves both
+    top = state.live.searcher(BASE_MODEL).search(["who painted the mona lisa"], 1, "dense")[0][0]
+    assert top.passage.title == "Mona Lisa"

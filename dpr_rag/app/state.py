@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..data.passages import Passage, corpus_fingerprint, load_corpus
 from ..errors import ConfigError, DprRagError
+from ..retrieval.query_adapter import BASE_DEFAULT
 from ..retrieval.searcher import Searcher
 from .config import AppConfig
 from .jobs import Job, JobSlot
@@ -34,6 +35,7 @@ if TYPE_CHECKING:  # the generator and RAG load torch models: imported when firs
 log = logging.getLogger("dpr_rag.app")
 
 DEFAULT_MODEL = "default"
+BASE_MODEL = "base"  # the untrained all-MiniLM-L6-v2 (same passage tower as the default: its index is the default's)
 DEFAULT_CORPUS_NAME = "embedded default: 10,033 Wikipedia summaries"
 
 
@@ -83,6 +85,8 @@ class AppState:
             else f"{Path(config.model).name} (starting model)"
         )
         self._add_model(ModelEntry(DEFAULT_MODEL, default_label, config.model, created=0.0))
+        if config.model is None:  # the shipped default is trained: offer its untrained base beside it, to compare
+            self._add_model(ModelEntry(BASE_MODEL, "all-MiniLM-L6-v2 (untrained base)", BASE_DEFAULT, created=0.0))
         self._find_trained_models()
         self.live: LiveCorpus | None = None
         self.index_jobs = JobSlot("index", "index build")
