@@ -187,8 +187,9 @@ def train_query_side(
         raise ConfigError("the query-side recipe runs in one process (minutes on a CPU); under torchrun use --recipe dpr")
     out = check_output_folder(cfg.out, ("train_log.jsonl", "best", "data"), "a training run's folder")
     torch.manual_seed(cfg.seed)
-    base = cfg.model or BASE_DEFAULT
-    encoder = DualEncoder.from_pretrained(base)
+    encoder = DualEncoder.from_pretrained(cfg.model or BASE_DEFAULT)
+    # the adapter names its base; a local folder by its absolute path, so the adapter loads from any directory
+    base_name = str(Path(cfg.model).resolve()) if cfg.model and Path(cfg.model).exists() else cfg.model
     corpus = _Corpus(load_corpus(cfg.corpus), encoder, cfg.show_progress)
     labelled, synthetic = _questions(cfg, examples)
     train_qs, dev = split_train_dev(labelled, cfg.dev_fraction, seed=cfg.seed) if labelled else ([], [])
@@ -259,7 +260,7 @@ def train_query_side(
         record({"step": step, "epoch": step / per_epoch, f"dev_top{cfg.eval_k}": acc})
         if best is None or acc is None or acc > best:
             best = acc
-            save_query_adapter(tower.model, cfg.model, out / "best", recipe | {"best_epoch": epoch + 1, "steps": step})
+            save_query_adapter(tower.model, base_name, out / "best", recipe | {"best_epoch": epoch + 1, "steps": step})
         plot_training_log(log, out / "loss.png", title="Query-side fine-tuning")
         if cancelled:
             break
