@@ -19,6 +19,7 @@ questions as trained, with their positive passage ids), train_log.jsonl, loss.pn
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -45,6 +46,7 @@ from ..retrieval.searcher import dense_index
 from ..storage import atomic_file, check_output_folder
 from .distant_supervision import question_key, split_train_dev
 from .multi_positive_loss import multi_positive_nll, positive_mask
+from .train_log import append_record, start_log
 
 
 @dataclass
@@ -212,16 +214,9 @@ def train_query_side(
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * total), total)
     temperature = cfg.temperature or (0.05 if encoder.settings.normalize else 1.0)
     recipe = {k: v for k, v in asdict(cfg).items() if k not in ("out", "show_progress")}
-    log, history = out / "train_log.jsonl", []
-
-    def record(entry: dict) -> None:
-        history.append(entry)
-        with open(log, "a", encoding="utf-8") as f:
-            f.write(json.dumps(entry) + "\n")
-        if callback:
-            callback(entry)
-
-    log.unlink(missing_ok=True)
+    log = out / "train_log.jsonl"
+    history = start_log(log, None)  # a new run: an empty log
+    record = functools.partial(append_record, log, history, callback=callback)
     start = dev_top_k(encoder, corpus, dev, cfg.eval_k)
     record({"step": 0, "epoch": 0.0, f"dev_top{cfg.eval_k}": start})
     best: float | None = None
