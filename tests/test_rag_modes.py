@@ -37,6 +37,29 @@ def test_standard_rag_reads_all_passages_in_one_prompt(tiny_model_dir, toy_passa
     assert PromptTemplate().render_passages("q?", [toy_passages[0]]) == prompt("q?", toy_passages[0])
 
 
+@pytest.mark.parametrize("mode", ["standard", "closed-book"])
+def test_one_prompt_modes_run_each_prompt_once(mode, tiny_model_dir, toy_passages, gpt2_dir):
+    """Decoding and scoring the answer share the prompt's key/value cache: one forward pass holds the prompt's tokens;
+    every other pass (each decoded token, then the answer scored) runs only new tokens on top of that cache."""
+    pipe = pipeline(tiny_model_dir, toy_passages, gpt2_dir, k=1)  # prompts well inside the tiny model's context
+    question = QA[0][0]
+    hits, _ = pipe.retrieve([question])
+    text = pipe._joined_inputs([question], hits)[0] if mode == "standard" else pipe.template.render(question)
+    head = pipe.generator.tokenizer(text)["input_ids"][:-1]  # the prompt but its last token
+    passes: list[list[int]] = []
+    hook = pipe.generator.model.register_forward_pre_hook(
+        lambda _m, _a, kw: passes.append(kw["input_ids"][0].tolist()), with_kwargs=True
+    )
+    try:
+        answer = pipe.answer(question, mode)
+    finally:
+        hook.remove()
+    assert len(passes) > 2 and sum(ids[: len(head)] == head for ids in passes) == 1  # scoring from scratch: 2
+    with torch.no_grad():
+        expected = pipe.marginal_logprob([question], [answer.answer], mode)  # the answer scored from scratch
+    assert answer.logprob == pytest.approx(float(expected[0]), abs=1e-4)
+
+
 def test_standard_rag_with_the_copier_answers_the_secret(tiny_model_dir, copier_dir):
     pipe = pipeline(tiny_model_dir, [secret("apple", 0), secret("river", 1)], copier_dir, k=1)
     assert pipe.answer(SECRET_Q, "standard").answer in ("apple", "river")

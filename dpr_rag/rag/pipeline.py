@@ -304,11 +304,8 @@ class RagPipeline:
         device = self.generator.device.type
         with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=self.bf16):
             if mode == "closed-book":
-                inputs = [self.template.render(q) for q in questions]
-                outputs = self.generator.generate(inputs, self.max_new_tokens, num_beams=num_beams, num_return_sequences=1)
-                texts = [c[0] for c in outputs]
-                logp, mask = self.generator.target_logprobs(inputs, texts)
-                return [RagAnswer(q, t, mode, float(lp.sum())) for q, t, lp in zip(questions, texts, logp, strict=True)]
+                texts, scores = self._answer_once([self.template.render(q) for q in questions], num_beams)
+                return [RagAnswer(q, t, mode, s) for q, t, s in zip(questions, texts, scores, strict=True)]
             hits, doc_logp = self.retrieve(questions)
             if mode == "standard":
                 return self._standard_answers(questions, hits, doc_logp, num_beams)
@@ -357,21 +354,35 @@ class RagPipeline:
         self, questions: list[str], hits: list[list[SearchHit]], doc_logp: torch.Tensor, num_beams: int
     ) -> list[RagAnswer]:
         """Standard RAG: one answer from one prompt holding all top-k passages."""
-        inputs = self._joined_inputs(questions, hits)
-        outputs = self.generator.generate(inputs, self.max_new_tokens, num_beams=num_beams, num_return_sequences=1)
-        texts = [c[0] for c in outputs]
-        logp, _ = self.generator.target_logprobs(inputs, texts)
+        texts, scores = self._answer_once(self._joined_inputs(questions, hits), num_beams)
         prior = doc_logp.exp()
         return [
             RagAnswer(
                 q,
                 t,
                 "standard",
-                float(lp.sum()),
+                score,
                 [Provenance(h.passage, h.score, float(prior[b, k]), float(prior[b, k])) for k, h in enumerate(row)],
             )
-            for b, (q, t, lp, row) in enumerate(zip(questions, texts, logp, hits, strict=True))
+            for b, (q, t, score, row) in enumerate(zip(questions, texts, scores, hits, strict=True))
         ]
+
+    def _answer_once(self, inputs: list[str], num_beams: int) -> tuple[list[str], list[float]]:
+        """One answer per prompt and its log-likelihood log p(answer | prompt). Each prompt runs through the generator
+        once: decoding and scoring share its key/value cache, so scoring only runs the answer's own tokens (scoring
+        from scratch ran the whole prompt a second time, doubling the time of standard RAG and closed-book)."""
+        # The room generation alone leaves (so long prompts are cut as before); an answer that re-encodes longer than
+        # that is scored from scratch by cross_target_logprobs.
+        prompts = self.generator.encode_prompts(inputs, reserve=self.max_new_tokens)
+        outputs = self.generator.generate(
+            inputs, self.max_new_tokens, num_beams=num_beams, num_return_sequences=1, prompts=prompts
+        )
+        texts = [c[0] for c in outputs]
+        scores = []
+        for i, text in enumerate(texts):  # answer i under prompt i only (cross_target_logprobs would score every pair)
+            logp, _ = self.generator.cross_target_logprobs([inputs[i]], [text], prompts=prompts, rows=[i])
+            scores.append(float(logp.sum()))
+        return texts, scores
 
     def _joined_inputs(self, questions, hits) -> list[str]:
         return [self.template.render_passages(q, [h.passage for h in row]) for q, row in zip(questions, hits, strict=True)]
