@@ -15,6 +15,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 DENSE = "DPR (dense)"
+QUERY_SIDE, DPR = "Query-side (question adapter)", "DPR (both towers)"  # the Train tab's recipes
 
 
 @pytest.fixture(scope="module")
@@ -116,11 +117,11 @@ def test_answer_over_bm25_and_hybrid_and_standard_rag(client, retriever):
 
 def test_one_training_at_a_time_and_only_its_session_cancels(client, app):
     other = Client(app.url, verbose=False)
-    client.predict("Default questions", None, 50, 4, 1, 1e-3, 0, "long run", api_name="/train_start")
+    client.predict("Default questions", None, 50, 4, 1, 1e-3, 0, "long run", QUERY_SIDE, api_name="/train_start")
     with pytest.raises(AppError, match="^Your training run is already running: Training long_run"):
-        client.predict("Default questions", None, 1, 4, 1, 1e-3, 0, "second", api_name="/train_start")
+        client.predict("Default questions", None, 1, 4, 1, 1e-3, 0, "second", DPR, api_name="/train_start")
     with pytest.raises(AppError, match="^Another session's training run is already running"):
-        other.predict("Default questions", None, 1, 4, 1, 1e-3, 0, "second", api_name="/train_start")
+        other.predict("Default questions", None, 1, 4, 1, 1e-3, 0, "second", DPR, api_name="/train_start")
     with pytest.raises(AppError, match="started by another session"):
         other.predict(api_name="/train_cancel")
     search = client.predict("who wrote hamlet", "", "default", 2, api_name="/search")  # the app stays responsive
@@ -132,21 +133,21 @@ def test_one_training_at_a_time_and_only_its_session_cancels(client, app):
 
 def test_training_rejects_bad_settings_and_files(client, tmp_path):
     with pytest.raises(AppError, match="less than minimum value 1"):  # the number box checks its range
-        client.predict("Default questions", None, 0, 4, 1, 1e-3, 0, "", api_name="/train_start")
+        client.predict("Default questions", None, 0, 4, 1, 1e-3, 0, "", QUERY_SIDE, api_name="/train_start")
     with pytest.raises(AppError, match=r"max examples \(3\) must be at least the batch size \(4\)"):
-        client.predict("Default questions", None, 1, 4, 1, 1e-3, 3, "", api_name="/train_start")
+        client.predict("Default questions", None, 1, 4, 1, 1e-3, 3, "", DPR, api_name="/train_start")
     with pytest.raises(AppError, match="learning rate must be between 0 and 1"):
-        client.predict("Default questions", None, 1, 4, 1, 5, 0, "", api_name="/train_start")
+        client.predict("Default questions", None, 1, 4, 1, 5, 0, "", QUERY_SIDE, api_name="/train_start")
     bad = tmp_path / "qa.jsonl"
     bad.write_text('{"question": "who wrote hamlet", "answer": ["Shakespeare"]}\nnot json\n')
     with pytest.raises(AppError, match="^qa.jsonl:2: invalid JSON"):
-        client.predict("Upload a file", handle_file(str(bad)), 1, 4, 1, 1e-3, 0, "", api_name="/train_start")
+        client.predict("Upload a file", handle_file(str(bad)), 1, 4, 1, 1e-3, 0, "", QUERY_SIDE, api_name="/train_start")
 
 
 def test_trained_model_has_a_loss_curve_and_is_selectable_everywhere(client, tmp_path):
     qa = assets.write_qa_jsonl(tmp_path / "my-questions.jsonl")
-    progress, *_ = client.predict("Upload a file", handle_file(str(qa)), 2, 4, 1, 1e-3, 0, "tiny", api_name="/train_start")
-    assert "Training tiny on my-questions.jsonl" in progress
+    progress, *_ = client.predict("Upload a file", handle_file(str(qa)), 2, 4, 1, 1e-3, 0, "tiny", DPR, api_name="/train_start")
+    assert "Training tiny (DPR) on my-questions.jsonl" in progress
     s = wait_status(client, lambda s: s["train_job"]["state"] != "running")
     assert s["train_job"]["state"] == "done", s["train_job"]["message"]
     assert "Now selectable in Search, QA and Evaluate" in s["train_job"]["message"] and "run:tiny" in s["models"]
@@ -168,6 +169,28 @@ def test_trained_model_has_a_loss_curve_and_is_selectable_everywhere(client, tmp
     )
     assert [row[0] for row in table["data"]] == ["bm25", "dense", "hybrid"] * 2  # all questions, then the answerable
     assert "model: tiny (trained here" in summary
+
+
+def test_query_side_training_gives_a_question_adapter_selectable_everywhere(client, app, tmp_path):
+    qa = assets.write_qa_jsonl(tmp_path / "qs-questions.jsonl")
+    progress, *_ = client.predict(
+        "Upload a file", handle_file(str(qa)), 2, 4, 1, 1e-3, 0, "qs", QUERY_SIDE, api_name="/train_start"
+    )
+    assert "Training qs (a question adapter) on qs-questions.jsonl" in progress
+    s = wait_status(client, lambda s: s["train_job"]["state"] != "running")
+    assert s["train_job"]["state"] == "done", s["train_job"]["message"]
+    assert "run:qs" in s["models"] and "best dev top-20" in s["train_job"]["message"]
+    assert len(list(app.folder.rglob("qs/best/dpr_rag_query_adapter.json"))) == 1  # an adapter, not two towers
+    full = client.predict(api_name="/status")
+    steps = int(re.search(r"finished after step (\d+)", s["train_job"]["message"]).group(1))
+    assert steps > 0 and [row[0] for row in full[3]["data"]] == list(range(1, steps + 1))
+    assert "Dev accuracy (top-20): step 0:" in full[4]
+    client.predict("who wrote hamlet", "Shakespeare", "run:qs", 3, api_name="/search")  # starts its dense index
+    wait_status(client, index_ready("run:qs"))
+    dense = client.predict("who wrote hamlet", "Shakespeare", "run:qs", 3, api_name="/search")[1]
+    assert dense.count("class='dpr-hit") == 3
+    html, _ = client.predict("who wrote hamlet", "RAG-Token", "run:qs", 2, api_name="/answer")
+    assert "qs (trained here, dev top-20" in html
 
 
 def test_evaluate_shows_the_table_plot_and_report(client, app):

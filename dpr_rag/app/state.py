@@ -72,6 +72,20 @@ class LiveCorpus:
         return next(iter(self.searchers.values())).retriever("bm25")
 
 
+def _best_dev_accuracy(run_dir: Path) -> float | None:
+    """A run's best dev top-20: from DPR's last/trainer_state.json, or the query-side log's dev records."""
+    try:
+        state_file = run_dir / "last" / "trainer_state.json"
+        if state_file.exists():
+            best = json.loads(state_file.read_text()).get("best_dev_accuracy")
+            return float(best) if isinstance(best, (int, float)) else None
+        records = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines() if line.strip()]
+    except (OSError, ValueError, AttributeError):
+        return None  # a label without a figure rather than a model missing from the lists
+    devs = [v for r in records if isinstance(r, dict) for k, v in r.items() if k.startswith("dev_top")]
+    return max((float(v) for v in devs if isinstance(v, (int, float))), default=None)
+
+
 class AppState:
     def __init__(self, config: AppConfig):
         self.config = config
@@ -117,13 +131,7 @@ class AppState:
         """Make a training output folder selectable (its best/ checkpoint), labelled with its dev accuracy."""
         if not (run_dir / "best").is_dir():
             return None
-        best = None
-        state_file = run_dir / "last" / "trainer_state.json"
-        if state_file.exists():
-            try:
-                best = json.loads(state_file.read_text()).get("best_dev_accuracy")
-            except (OSError, ValueError):
-                best = None
+        best = _best_dev_accuracy(run_dir)
         label = f"{run_dir.name} (trained here" + (f", dev top-20 {best:.1f}%" if isinstance(best, (int, float)) else "") + ")"
         entry = ModelEntry(f"run:{run_dir.name}", label, str(run_dir), created=run_dir.stat().st_mtime)
         self._add_model(entry)

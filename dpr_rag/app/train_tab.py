@@ -1,6 +1,9 @@
-"""Train tab: train a DPR encoder on the default questions or an uploaded file, with a live loss curve.
+"""Train tab: train a retriever on the default questions or an uploaded file, with a live loss curve.
 
-Training runs in the background (`dpr_rag.trainer.train` in a thread, one run at a time); the page follows it
+Two recipes, the same library functions as `python -m dpr_rag.train --recipe ...`: query-side fine-tuning (the
+default: a LoRA adapter on the question tower against the frozen corpus vectors, `training/query_side.py`) or DPR
+(both towers, in-batch + BM25 hard negatives, `training/trainer.py`). Training runs in the background (in a thread,
+one run at a time); the page follows it
 with the status timer, so the app stays responsive and a reloaded page still sees the run. When it ends,
 its best checkpoint joins the model lists of Search, QA and Evaluate.
 """
@@ -15,6 +18,7 @@ import pandas as pd
 
 from ..data.qa import QAExample
 from ..errors import ConfigError
+from ..training.query_side import QuerySideConfig, train_query_side
 from ..training.trainer import TrainConfig, train
 from .common import Shared, session, user_errors
 from .jobs import Job
@@ -23,6 +27,14 @@ from .state import DEFAULT_MODEL, AppState
 from .uploads import QA_TYPES, load_uploaded_qa, safe_name, store_upload
 
 DATA_DEFAULT, DATA_UPLOAD = "Default questions", "Upload a file"
+RECIPE_QUERY_SIDE, RECIPE_DPR = "Query-side (question adapter)", "DPR (both towers)"
+# The defaults each recipe's command line has (batch size, learning rate), shown when the recipe is chosen.
+RECIPE_DEFAULTS = {RECIPE_QUERY_SIDE: (32, 5e-4), RECIPE_DPR: (16, 2e-5)}
+PREPARING = {
+    RECIPE_QUERY_SIDE: "labelling the questions (answer-bearing passages in the starting model's dense top 100) and "
+    "scoring the starting model on dev",
+    RECIPE_DPR: "preparing the training data (BM25 distant supervision) and scoring the starting model on dev",
+}
 
 
 def _check_int(name: str, value, low: int, high: int) -> int:
@@ -36,9 +48,21 @@ def _check_int(name: str, value, low: int, high: int) -> int:
 
 
 def start_training(
-    state: AppState, data: str, qa_file, epochs, batch_size, hard_negatives, lr, max_examples, run_name, owner: str | None
+    state: AppState,
+    data: str,
+    qa_file,
+    epochs,
+    batch_size,
+    hard_negatives,
+    lr,
+    max_examples,
+    run_name,
+    owner: str | None,
+    recipe: str = RECIPE_QUERY_SIDE,
 ) -> Job:
     cfg = state.config
+    if recipe not in RECIPE_DEFAULTS:
+        raise ConfigError(f"unknown recipe {recipe!r}; choose {RECIPE_QUERY_SIDE!r} or {RECIPE_DPR!r}")
     epochs = _check_int("epochs", epochs, 1, 100)
     batch_size = _check_int("batch size", batch_size, 2, 512)
     hard_negatives = _check_int("hard negatives", hard_negatives, 0, 10)
@@ -68,21 +92,14 @@ def start_training(
     n = 2
     while out.exists() or f"run:{out.name}" in state.models:
         out, n = cfg.runs_dir / f"{name}-{n}", n + 1
-    config = TrainConfig(
-        out=str(out),
-        qa=qa,
-        corpus=live.path,
-        model=state.model(DEFAULT_MODEL).path,
-        epochs=epochs,
-        batch_size=batch_size,
-        hard_negatives=hard_negatives,
-        lr=lr,
-        max_examples=max_examples or None,
-        show_progress=False,
+    common = dict(out=str(out), qa=qa, corpus=live.path, model=state.model(DEFAULT_MODEL).path, epochs=epochs)
+    common |= dict(batch_size=batch_size, lr=lr, max_examples=max_examples or None, show_progress=False)
+    config: QuerySideConfig | TrainConfig = (
+        QuerySideConfig(**common) if recipe == RECIPE_QUERY_SIDE else TrainConfig(**common, hard_negatives=hard_negatives)
     )
 
     def work(job: Job):
-        job.update("preparing the training data (BM25 distant supervision) and scoring the starting model on dev")
+        job.update(PREPARING[recipe])
 
         def on_record(record: dict) -> None:
             job.records.append(record)
@@ -101,6 +118,8 @@ def start_training(
                 )
                 job.update(f"step {step}: {dev}", step, total or job.total)
 
+        if isinstance(config, QuerySideConfig):
+            return train_query_side(config, callback=on_record, cancel=job.cancel, examples=examples)
         return train(config, callback=on_record, cancel=job.cancel, examples=examples)
 
     def on_success(job: Job) -> str:
@@ -112,7 +131,8 @@ def start_training(
             return head + " No checkpoint was saved yet (one is saved at the end of each epoch)."
         return head + f" Now selectable in Search, QA and Evaluate as “{entry.label}”."
 
-    return state.train_jobs.start(f"Training {out.name} on {data_name}", owner, work, on_success, tag=out.name)
+    what = "a question adapter" if recipe == RECIPE_QUERY_SIDE else "DPR"
+    return state.train_jobs.start(f"Training {out.name} ({what}) on {data_name}", owner, work, on_success, tag=out.name)
 
 
 def loss_frame(job: Job | None) -> pd.DataFrame:
@@ -133,7 +153,7 @@ def dev_text(job: Job | None) -> str:
     evals = [(r["step"], k, v) for r in job.records for k, v in r.items() if k.startswith("dev_top") and v is not None]
     if not evals:
         return ""
-    return "Dev accuracy (top-20 over the dev pool): " + ", ".join(f"step {s}: {v:.1f}%" for s, _, v in evals)
+    return "Dev accuracy (top-20): " + ", ".join(f"step {s}: {v:.1f}%" for s, _, v in evals)
 
 
 def train_outputs(state: AppState):
@@ -145,10 +165,13 @@ def train_outputs(state: AppState):
 def build(shared: Shared) -> tuple:
     state = shared.state
     gr.Markdown(
-        "Train a DPR dual encoder (separate question and passage towers, starting from the default encoder) with "
-        "in-batch negatives and BM25 hard negatives. Questions without passages are labelled against the live "
-        "corpus by distant supervision. Small runs take minutes on a CPU."
+        "Train a retriever from the default encoder. **Query-side** (the default, as in `python -m dpr_rag.train`): a "
+        "small adapter on the question tower, trained against the live corpus's vectors, which stay as they are (no "
+        "index is rebuilt); dev accuracy is top-20 over the whole corpus. **DPR**: both towers, in-batch negatives "
+        "and BM25 hard negatives; dev accuracy is top-20 over a dev pool. Questions without passages are labelled "
+        "against the live corpus by distant supervision. Small runs take minutes on a CPU."
     )
+    recipe = gr.Radio(list(RECIPE_DEFAULTS), value=RECIPE_QUERY_SIDE, label="Recipe", elem_id="train-recipe")
     with gr.Row():
         data = gr.Radio([DATA_DEFAULT, DATA_UPLOAD], value=DATA_DEFAULT, label="Training data", scale=2, elem_id="train-data")
         qa_file = gr.File(
@@ -161,9 +184,18 @@ def build(shared: Shared) -> tuple:
         )
     with gr.Row():
         epochs = gr.Number(1, label="Epochs", precision=0, minimum=1, maximum=100, elem_id="train-epochs")
-        batch = gr.Number(16, label="Batch size", precision=0, minimum=2, maximum=512, elem_id="train-batch")
-        hard = gr.Number(1, label="Hard negatives per question", precision=0, minimum=0, maximum=10, elem_id="train-hard")
-        lr = gr.Number(2e-5, label="Learning rate", elem_id="train-lr")
+        batch_default, lr_default = RECIPE_DEFAULTS[RECIPE_QUERY_SIDE]
+        batch = gr.Number(batch_default, label="Batch size", precision=0, minimum=2, maximum=512, elem_id="train-batch")
+        hard = gr.Number(
+            1,
+            label="Hard negatives per question",
+            precision=0,
+            minimum=0,
+            maximum=10,
+            visible=False,  # DPR only
+            elem_id="train-hard",
+        )
+        lr = gr.Number(lr_default, label="Learning rate", elem_id="train-lr")
         max_examples = gr.Number(160, label="Max training questions (0 = all)", precision=0, minimum=0, elem_id="train-max")
     with gr.Row():
         run_name = gr.Textbox(label="Run name (optional)", placeholder="run-<date>", scale=3, elem_id="train-name")
@@ -175,16 +207,22 @@ def build(shared: Shared) -> tuple:
         loss_frame(None),
         x="step",
         y="loss",
-        title="Training loss (NLL over in-batch + hard negatives)",
+        title="Training loss (NLL of the positives)",
         height=320,
         elem_id="train-loss",
     )
 
     data.change(lambda d: gr.File(visible=d == DATA_UPLOAD), data, qa_file, api_visibility="private", queue=False)
 
+    def on_recipe(chosen: str):
+        batch_size, learning_rate = RECIPE_DEFAULTS.get(chosen, RECIPE_DEFAULTS[RECIPE_QUERY_SIDE])
+        return gr.Number(visible=chosen == RECIPE_DPR), batch_size, learning_rate
+
+    recipe.change(on_recipe, recipe, [hard, batch, lr], api_visibility="private", queue=False)
+
     @user_errors
-    def on_start(data, qa_file, epochs, batch, hard, lr, max_examples, run_name, request: gr.Request):
-        start_training(state, data, qa_file, epochs, batch, hard, lr, max_examples, run_name, session(request))
+    def on_start(data, qa_file, epochs, batch, hard, lr, max_examples, run_name, recipe, request: gr.Request):
+        start_training(state, data, qa_file, epochs, batch, hard, lr, max_examples, run_name, session(request), recipe)
         return (*train_outputs(state), gr.Timer(active=True))
 
     @user_errors
@@ -194,7 +232,7 @@ def build(shared: Shared) -> tuple:
 
     start.click(
         on_start,
-        [data, qa_file, epochs, batch, hard, lr, max_examples, run_name],
+        [data, qa_file, epochs, batch, hard, lr, max_examples, run_name, recipe],
         [progress, plot, dev, shared.timer],
         api_name="train_start",
         concurrency_limit=None,

@@ -304,8 +304,8 @@ class RagPipeline:
         device = self.generator.device.type
         with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=self.bf16):
             if mode == "closed-book":
-                texts, scores = self._answer_once([self.template.render(q) for q in questions], num_beams)
-                return [RagAnswer(q, t, mode, s) for q, t, s in zip(questions, texts, scores, strict=True)]
+                texts, logps = self._answer_once([self.template.render(q) for q in questions], num_beams)
+                return [RagAnswer(q, t, mode, lp) for q, t, lp in zip(questions, texts, logps, strict=True)]
             hits, doc_logp = self.retrieve(questions)
             if mode == "standard":
                 return self._standard_answers(questions, hits, doc_logp, num_beams)
