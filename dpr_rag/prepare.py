@@ -1,8 +1,8 @@
 """`python -m dpr_rag.prepare`: do ahead of the first run what the defaults would otherwise do on first use (`bin/setup`
 runs it): build the default corpus's BM25 and dense indexes into the cache (the dense one from the shipped passage
-embeddings: seconds, not the ~12 minutes of encoding), export the default query encoder to ONNX Runtime (queries
-run there, ~4x faster), and convert the embedded generator (Gemma 3 270M, GGUF to safetensors: ~40 s on two cores).
-Each step is skipped when the cache holds its result already."""
+embeddings: seconds, not the ~12 minutes of encoding), export the default query encoder and its untrained base
+(offered beside it in the app) to ONNX Runtime (queries run there, ~4x faster), and convert the embedded generator
+(Gemma 3 270M, GGUF to safetensors: ~40 s on two cores). Each step is skipped when the cache holds its result already."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from .cli_common import run_cli
 from .rag.default_generator import default_generator_path
 from .retrieval.encoder import DualEncoder
 from .retrieval.indexing import IndexBuildConfig, build_index
+from .retrieval.query_adapter import BASE_DEFAULT
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_index:
         t0 = time.perf_counter()
         build_index(IndexBuildConfig(), report=lambda line: print(f"  {line}", flush=True))
-        DualEncoder.from_pretrained().encode_queries(["who painted the mona lisa"])  # exports the query tower once
+        for model in (None, BASE_DEFAULT):  # the shipped default and its base: each query tower is exported once
+            DualEncoder.from_pretrained(model).encode_queries(["who painted the mona lisa"])
         print(f"default corpus indexed: {time.perf_counter() - t0:.1f} s", flush=True)
     if not args.no_generator:
         t0 = time.perf_counter()
