@@ -1,7 +1,6 @@
 """What the app holds for all sessions: the live corpus and its indexes, the models, the generator, the jobs.
 
-- Models: the starting encoder ("default") plus every model trained in the app (found again in the data
-  folder's runs/ after a restart). Each has an id used by the model dropdowns.
+- Models (`models.ModelRegistry`): the starting encoder ("default"), its untrained base, every model trained in the app.
 - The live corpus (`LiveCorpus`): its passages and one `Searcher` per model whose dense index is ready. BM25
   is ready as soon as the corpus is loaded. The live corpus object is replaced whole (hot swap) only after
   the new corpus's indexes are built, so a failed or cancelled build leaves the old one serving.
@@ -12,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -22,10 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..data.passages import Passage, corpus_fingerprint, load_corpus
 from ..errors import ConfigError, DprRagError
-from ..retrieval.query_adapter import BASE_DEFAULT
 from ..retrieval.searcher import Searcher
 from .config import AppConfig
 from .jobs import Job, JobSlot
+from .models import BASE_MODEL, DEFAULT_MODEL, ModelEntry, ModelRegistry
+
+__all__ = ["BASE_MODEL", "DEFAULT_CORPUS_NAME", "DEFAULT_MODEL", "AppState", "LiveCorpus", "ModelEntry"]
 
 if TYPE_CHECKING:  # the generator and RAG load torch models: imported when first used
     from ..extractive.model import ExtractiveReader
@@ -34,17 +34,7 @@ if TYPE_CHECKING:  # the generator and RAG load torch models: imported when firs
 
 log = logging.getLogger("dpr_rag.app")
 
-DEFAULT_MODEL = "default"
-BASE_MODEL = "base"  # the untrained all-MiniLM-L6-v2 (same passage tower as the default: its index is the default's)
 DEFAULT_CORPUS_NAME = "embedded default: 10,033 Wikipedia summaries"
-
-
-@dataclass
-class ModelEntry:
-    id: str
-    label: str
-    path: str | None  # None: the embedded default encoder
-    created: float = field(default_factory=time.time)
 
 
 @dataclass
@@ -72,36 +62,12 @@ class LiveCorpus:
         return next(iter(self.searchers.values())).retriever("bm25")
 
 
-def _best_dev_accuracy(run_dir: Path) -> float | None:
-    """A run's best dev top-20: from DPR's last/trainer_state.json, or the query-side log's dev records."""
-    try:
-        state_file = run_dir / "last" / "trainer_state.json"
-        if state_file.exists():
-            best = json.loads(state_file.read_text()).get("best_dev_accuracy")
-            return float(best) if isinstance(best, (int, float)) else None
-        records = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines() if line.strip()]
-    except (OSError, ValueError, AttributeError):
-        return None  # a label without a figure rather than a model missing from the lists
-    devs = [v for r in records if isinstance(r, dict) for k, v in r.items() if k.startswith("dev_top")]
-    return max((float(v) for v in devs if isinstance(v, (int, float))), default=None)
-
-
 class AppState:
     def __init__(self, config: AppConfig):
         self.config = config
         config.make_dirs()
         self._lock = threading.RLock()
-        self.models: dict[str, ModelEntry] = {}
-        self.models_version = 0
-        default_label = (
-            "all-MiniLM-L6-v2 + NQ question adapter (default)"
-            if config.model is None
-            else f"{Path(config.model).name} (starting model)"
-        )
-        self._add_model(ModelEntry(DEFAULT_MODEL, default_label, config.model, created=0.0))
-        if config.model is None:  # the shipped default is trained: offer its untrained base beside it, to compare
-            self._add_model(ModelEntry(BASE_MODEL, "all-MiniLM-L6-v2 (untrained base)", BASE_DEFAULT, created=0.0))
-        self._find_trained_models()
+        self.registry = ModelRegistry(config.model, config.runs_dir)
         self.live: LiveCorpus | None = None
         self.index_jobs = JobSlot("index", "index build")
         self.train_jobs = JobSlot("train", "training run")
@@ -112,40 +78,22 @@ class AppState:
         self.eval_cancels: dict[str, threading.Event] = {}
 
     # ---- models ------------------------------------------------------------------------------------------
-    def _add_model(self, entry: ModelEntry) -> None:
-        with self._lock:
-            self.models = {**self.models, entry.id: entry}  # copied, never changed in place: readers need no lock
-            self.models_version += 1
+    @property
+    def models(self) -> dict[str, ModelEntry]:
+        return self.registry.entries
 
-    def _find_trained_models(self) -> None:
-        """Models trained in earlier sessions of the app (or by `python -m dpr_rag.train` into its runs folder):
-        runs/<name>/best/, two towers or a question adapter."""
-        found = [
-            *self.config.runs_dir.glob("*/best/dpr_rag_encoder.json"),
-            *self.config.runs_dir.glob("*/best/dpr_rag_query_adapter.json"),
-        ]
-        for run in sorted(found, key=lambda p: p.stat().st_mtime):
-            self.register_run(run.parent.parent)
+    @property
+    def models_version(self) -> int:
+        return self.registry.version
 
     def register_run(self, run_dir: Path) -> ModelEntry | None:
-        """Make a training output folder selectable (its best/ checkpoint), labelled with its dev accuracy."""
-        if not (run_dir / "best").is_dir():
-            return None
-        best = _best_dev_accuracy(run_dir)
-        label = f"{run_dir.name} (trained here" + (f", dev top-20 {best:.1f}%" if isinstance(best, (int, float)) else "") + ")"
-        entry = ModelEntry(f"run:{run_dir.name}", label, str(run_dir), created=run_dir.stat().st_mtime)
-        self._add_model(entry)
-        return entry
+        return self.registry.register_run(run_dir)
 
     def model(self, model_id: str | None) -> ModelEntry:
-        entry = self.models.get(model_id or DEFAULT_MODEL)
-        if entry is None:
-            raise ConfigError(f"unknown model {model_id!r}; choose one of the list")
-        return entry
+        return self.registry.get(model_id)
 
     def model_choices(self) -> list[tuple[str, str]]:
-        with self._lock:
-            return [(m.label, m.id) for m in self.models.values()]
+        return self.registry.choices()
 
     # ---- the live corpus and its indexes -----------------------------------------------------------------
     def require_live(self) -> LiveCorpus:
