@@ -36,6 +36,9 @@ def isolated_cache(tmp_path, monkeypatch):
     # Encoders run in torch unless a test asks for ONNX Runtime (tests/test_onnx_backend.py): exporting every tiny
     # model of every test to ONNX would only slow the suite down.
     monkeypatch.setenv("DPR_RAG_ENCODER_BACKEND", "torch")
+    # precision "auto" means bf16 on CPUs with AMX/AVX512-BF16 and fp32 elsewhere: fix it to fp32 (subprocesses too) so
+    # that the suite checks the same numbers on every machine; tests of the bf16 path ask for precision="bf16".
+    monkeypatch.setenv("DPR_RAG_AUTO_PRECISION", "fp32")
 
 
 @pytest.fixture(scope="session")

@@ -85,7 +85,7 @@ def test_bf16_passage_encoding_is_close_and_leaves_the_model_in_fp32(tiny_model_
     import warnings
 
     enc = DualEncoder.from_pretrained(str(tiny_model_dir), pooling="mean", normalize=True)
-    full = enc.encode_passages(toy_passages, show_progress=False)
+    full = enc.encode_passages(toy_passages, show_progress=False, precision="fp32")  # "auto" is bf16 on some CPUs
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "emulated and slower" on CPUs without bf16 instructions
         fast = enc.encode_passages(toy_passages, show_progress=False, precision="bf16")
@@ -106,7 +106,7 @@ def test_bf16_index_has_its_own_cache_entry(tiny_model_dir, toy_passages):
     enc = DualEncoder.from_pretrained(str(tiny_model_dir))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        dense_index(toy_passages, enc, show_progress=False)
+        dense_index(toy_passages, enc, show_progress=False, precision="fp32")  # "auto" is bf16 on some CPUs
         dense_index(toy_passages, enc, show_progress=False, precision="bf16")
     names = sorted(p.name for p in (cache_dir() / "dense").iterdir())
     assert len(names) == 2 and names[1] == names[0] + "-bf16"

@@ -86,9 +86,16 @@ def test_settings_and_damaged_exports_are_clear_errors(tiny_model_dir, monkeypat
 
 
 def test_auto_precision_is_bf16_only_where_the_cpu_has_bf16_instructions(monkeypatch):
+    monkeypatch.delenv("DPR_RAG_AUTO_PRECISION")  # conftest fixes it; here the CPU decides
     for fast, expected in ((True, "bf16"), (False, "fp32")):
         monkeypatch.setattr(encoder_module, "cpu_has_fast_bf16", lambda fast=fast: fast)
         assert resolve_precision("auto") == expected
+    for fixed in ("fp32", "bf16"):  # DPR_RAG_AUTO_PRECISION overrides the CPU either way
+        monkeypatch.setenv("DPR_RAG_AUTO_PRECISION", fixed)
+        assert resolve_precision("auto") == fixed
+    monkeypatch.setenv("DPR_RAG_AUTO_PRECISION", "int8")
+    with pytest.raises(ConfigError, match="DPR_RAG_AUTO_PRECISION must be fp32 or bf16, got 'int8'"):
+        resolve_precision("auto")
     assert resolve_precision("int8") == "int8"
     with pytest.raises(ConfigError, match="unknown precision"):
         resolve_precision("fp8")

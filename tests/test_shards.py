@@ -45,7 +45,7 @@ def test_shard_ranges_tile_the_corpus():
 
 def test_two_shards_merge_to_the_same_results_as_one_index(corpus, tiny_model_dir, tmp_path):
     model = str(tiny_model_dir)
-    common = ["--corpus", str(corpus), "--model", model, "--no-cache"]
+    common = ["--corpus", str(corpus), "--model", model, "--no-cache", "--precision", "fp32"]  # the same on any CPU
     build(common + ["--out", str(tmp_path / "whole")])
     for shards in (1, 2):
         folder = tmp_path / f"emb{shards}"
@@ -153,7 +153,7 @@ def test_index_cli_passes_faiss_parameters_and_caches_by_them(tiny_model_dir, tm
 def test_torchrun_two_gloo_processes_build_the_index_one_process_builds(corpus, tiny_model_dir, tmp_path, monkeypatch):
     """`torchrun -m dpr_rag.index --shards DIR --out INDEX`: rank r encodes shard r, a barrier, rank 0 merges."""
     model = str(tiny_model_dir)
-    common = ["--corpus", str(corpus), "--model", model, "--no-cache"]
+    common = ["--corpus", str(corpus), "--model", model, "--no-cache", "--precision", "fp32"]  # the same on any CPU
     env = {**os.environ, "OMP_NUM_THREADS": "1", "DPR_RAG_CACHE": str(tmp_path / "cache")}
     launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531"]
     two = subprocess.run(

@@ -47,7 +47,8 @@ POOLINGS = ("cls", "mean")
 # - "fp32" runs torch for passages and ONNX Runtime for queries where it is installed (the same embeddings to
 #   ~1e-7; a single query ~4x faster, passage batches no faster); DPR_RAG_ENCODER_BACKEND=torch|onnx forces one engine;
 # - "int8": ONNX Runtime with dynamically quantised int8 weights (faster again; changes the embeddings);
-# - "auto" (the default): bf16 where the CPU has bf16 instructions, else fp32.
+# - "auto" (the default): bf16 where the CPU has bf16 instructions, else fp32; DPR_RAG_AUTO_PRECISION=fp32|bf16 fixes
+#   it (the same index on every machine: the test suite sets fp32).
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
 BACKENDS = ("auto", "torch", "onnx")
 
@@ -101,6 +102,11 @@ def resolve_precision(precision: str) -> str:
     """ "auto" made concrete for this machine: bf16 on CPUs with bf16 instructions, else fp32 (GPUs use autocast)."""
     if check_precision(precision) != "auto":
         return precision
+    fixed = os.environ.get("DPR_RAG_AUTO_PRECISION")
+    if fixed:
+        if fixed not in ("fp32", "bf16"):
+            raise ConfigError(f"DPR_RAG_AUTO_PRECISION must be fp32 or bf16, got {fixed!r}")
+        return fixed
     return "bf16" if _device().type == "cpu" and cpu_has_fast_bf16() else "fp32"
 
 
