@@ -296,3 +296,19 @@ def test_with_the_shipped_default_the_untrained_base_is_offered_beside_it_on_the
     assert len(list((tmp_path / "cache" / "dense").iterdir())) == 1  # one index of the corpus serves both
     top = state.live.searcher(BASE_MODEL).search(["who painted the mona lisa"], 1, "dense")[0][0]
     assert top.passage.title == "Mona Lisa"
+
+
+def test_the_evaluate_tabs_reproduce_command_runs_as_shown():
+    """Defaults are left out, files are named by their file names, models by what `--model` takes."""
+    from dpr_rag.app.eval_tab import model_argument, reproduce_command
+    from dpr_rag.app.models import BASE_MODEL, ModelEntry
+    from eval.run import build_parser
+
+    assert model_argument(ModelEntry(DEFAULT_MODEL, "default", None)) is None
+    assert model_argument(ModelEntry(BASE_MODEL, "untrained", "/srv/x/all-MiniLM-L6-v2")) == "all-MiniLM-L6-v2"
+    assert model_argument(ModelEntry("run:qs", "qs (trained here)", "/srv/data/runs/qs")) == "qs"
+    default = reproduce_command(None, None, None, ["bm25", "dense"], "1,5,20", 0)
+    assert default == ["python", "-m", "eval.run", "--retrievers", "bm25,dense", "--k", "1,5,20"]
+    mine = reproduce_command("my-qa.jsonl", "corpus.jsonl", "qs", ["dense"], "1,20", 200)
+    args = build_parser().parse_args(mine[3:])
+    assert (args.qa, args.corpus, args.model, args.retrievers, args.limit) == ("my-qa.jsonl", "corpus.jsonl", "qs", "dense", 200)

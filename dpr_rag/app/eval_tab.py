@@ -18,6 +18,7 @@ from ..errors import ConfigError, DprRagError
 from ..retrieval.searcher import RETRIEVERS
 from ..storage import unique_folder
 from .common import Shared, index_note, model_dropdown, session, user_errors
+from .models import BASE_MODEL, ModelEntry
 from .state import DEFAULT_MODEL, AppState
 from .uploads import QA_TYPES, load_uploaded_qa, safe_name, store_upload
 
@@ -56,8 +57,30 @@ def summary_markdown(report: dict, model_label: str, corpus: str) -> str:
                 for c in significant[:6]
             )
         )
-    lines.append(f"Reproduce: `{html.escape(s['command'])}`")
+    command = s["command"].replace("`", "'")
+    lines.append(f"Reproduce: `{command}`")  # a code span: Markdown shows it as it is (no HTML escapes)
     return "\n\n".join(lines)
+
+
+def model_argument(model: ModelEntry) -> str | None:
+    """What `--model` says for this model on the command line: nothing for the default, the base's name, or the
+    folder name of a trained run (never a server path)."""
+    if model.path is None:
+        return None
+    return "all-MiniLM-L6-v2" if model.id == BASE_MODEL else Path(model.path).name
+
+
+def reproduce_command(
+    qa: str | None, corpus: str | None, model: str | None, retrievers: list[str], ks: str, limit: int
+) -> list[str]:
+    """The `eval.run` command line of an evaluation run in the app, with the defaults left out so that it runs as
+    shown; files are named by their file names (the user's copies), not by where the server keeps them."""
+    command = ["python", "-m", "eval.run"]
+    for flag, value in (("--qa", qa), ("--corpus", corpus), ("--model", model)):
+        if value is not None:
+            command += [flag, value]
+    command += ["--retrievers", ",".join(retrievers), "--k", ks]
+    return command + (["--limit", str(limit)] if limit else [])
 
 
 def run_eval(
@@ -107,9 +130,13 @@ def run_eval(
     # Unguessable: a report is served to whoever asks for its name, so the name must not be a timestamp alone.
     base = f"{time.strftime('%Y%m%d-%H%M%S')}-{safe_name(model.id.replace(':', '-'))}-{secrets.token_urlsafe(12)}"
     out = unique_folder(cfg.reports_dir, base)
-    shown_command = ["python", "-m", "eval.run", "--qa", Path(shown).name if qa else "(default)", "--corpus", live.name]
-    shown_command += ["--model", model.label, "--retrievers", ",".join(retrievers), "--k", ks] + (
-        ["--limit", str(limit)] if limit else []
+    shown_command = reproduce_command(
+        Path(shown).name if qa else None,
+        None if live.path is None else Path(live.name).name,
+        model_argument(model),
+        retrievers,
+        ks,
+        limit,
     )
     config = EvalConfig(
         qa=qa,

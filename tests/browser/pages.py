@@ -167,7 +167,8 @@ def swap_corpus(page, path: Path, timeout: float = 120_000) -> str:
     """Upload a corpus file, build its index and wait for it to be live; returns the live-corpus panel's text."""
     tab(page, "Corpus")
     page.locator("#corpus-file input[type=file]").set_input_files(str(path))
-    page.wait_for_selector(f"#corpus-file :text('{path.name}')", timeout=30_000)
+    # Gradio shows a long name as its stem and its extension in two elements: wait for the stem
+    page.wait_for_selector(f"#corpus-file :text('{path.stem}')", timeout=30_000)
     page.locator("#corpus-build").click()
     page.wait_for_function(
         "(name) => { const i = document.querySelector('#corpus-info');"
