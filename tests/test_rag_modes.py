@@ -37,10 +37,11 @@ def test_standard_rag_reads_all_passages_in_one_prompt(tiny_model_dir, toy_passa
     assert PromptTemplate().render_passages("q?", [toy_passages[0]]) == prompt("q?", toy_passages[0])
 
 
-@pytest.mark.parametrize("mode", ["standard", "closed-book"])
-def test_one_prompt_modes_run_each_prompt_once(mode, tiny_model_dir, toy_passages, gpt2_dir):
-    """Decoding and scoring the answer share the prompt's key/value cache: one forward pass holds the prompt's tokens;
-    every other pass (each decoded token, then the answer scored) runs only new tokens on top of that cache."""
+@pytest.mark.parametrize("mode,prompt_passes", [("standard", 1), ("closed-book", 2)])
+def test_standard_rag_runs_its_prompt_once_and_closed_book_twice(mode, prompt_passes, tiny_model_dir, toy_passages, gpt2_dir):
+    """Standard RAG: decoding and scoring the answer share the prompt's key/value cache, so one forward pass holds the
+    prompt's tokens and every other pass (each decoded token, then the answer scored) runs only new tokens. Closed-book
+    (a short prompt) scores from scratch, a second pass over the prompt. The scores are the same either way."""
     pipe = pipeline(tiny_model_dir, toy_passages, gpt2_dir, k=1)  # prompts well inside the tiny model's context
     question = QA[0][0]
     hits, _ = pipe.retrieve([question])
@@ -54,7 +55,7 @@ def test_one_prompt_modes_run_each_prompt_once(mode, tiny_model_dir, toy_passage
         answer = pipe.answer(question, mode)
     finally:
         hook.remove()
-    assert len(passes) > 2 and sum(ids[: len(head)] == head for ids in passes) == 1  # scoring from scratch: 2
+    assert len(passes) > 2 and sum(ids[: len(head)] == head for ids in passes) == prompt_passes
     with torch.no_grad():
         expected = pipe.marginal_logprob([question], [answer.answer], mode)  # the answer scored from scratch
     assert answer.logprob == pytest.approx(float(expected[0]), abs=1e-4)
