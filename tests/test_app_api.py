@@ -270,6 +270,7 @@ def test_corpus_swap_is_hot_and_reversible(client, tmp_path):
     assert s["live"]["passages"] == 12 and s["live"]["index_kind"] == "hnsw" and s["live"]["ready_models"] == ["default"]
     info = client.predict(api_name="/status")[6]
     assert "Live corpus: small_corpus.tsv" in info and "**12 passages**" in info
+    assert "/" not in info  # no server path (index cache, generator folder) shown to visitors
     bm25, dense, hybrid, summary, _ = client.predict("who wrote hamlet", "", "default", 12, api_name="/search")
     assert "[t9]" in bm25 and "[p9]" not in bm25 and "small_corpus.tsv" in summary
     # The RAG pipeline follows the swap (swap_corpus): its passages come from the new corpus.

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import html
 import time
+from pathlib import Path
 
 import gradio as gr
 
 from ..errors import ConfigError
-from ..paths import cache_dir
 from ..retrieval.faiss_index import KINDS
 from .common import Shared, session, user_errors
 from .jobs import Job
@@ -44,9 +44,10 @@ def live_markdown(state: AppState) -> str:
         lines.append(f"- Not indexed yet (built when selected in a tab): {html.escape(', '.join(pending))}")
     lines.append(
         f"- Generator: {'loaded' if state.generator_loaded else 'loads on first QA use'} "
-        f"({html.escape(state.config.generator or 'Gemma 3 270M, embedded')})"
+        f"({html.escape(Path(state.config.generator).name if state.config.generator else 'Gemma 3 270M, embedded')})"
     )
-    lines.append(f"- Index cache: `{html.escape(str(cache_dir()))}`")
+    # Where the server keeps its files is not the visitors' business (the log names the folder).
+    lines.append("- Indexes are cached on the server by content (`DPR_RAG_CACHE`): a corpus seen before loads at once")
     return "\n".join(lines)
 
 

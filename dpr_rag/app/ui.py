@@ -14,6 +14,7 @@ import os
 
 import gradio as gr
 
+from ..paths import cache_dir
 from . import corpus_tab, eval_tab, qa_tab, search_tab, train_tab
 from .common import Shared, index_note, session
 from .config import AppConfig
@@ -124,7 +125,9 @@ def create_app(config: AppConfig | None = None) -> tuple[gr.Blocks, AppState]:
 def launch(demo: gr.Blocks, state: AppState, **kwargs):
     cfg = state.config
     demo.queue(default_concurrency_limit=2)
-    log.info("serving on http://%s:%d (data folder %s)", cfg.server_name, cfg.server_port, cfg.data_dir)
+    log.info(
+        "serving on http://%s:%d (data folder %s, index cache %s)", cfg.server_name, cfg.server_port, cfg.data_dir, cache_dir()
+    )
     return demo.launch(
         server_name=cfg.server_name,
         server_port=cfg.server_port,
