@@ -312,16 +312,3 @@ def test_the_evaluate_tabs_reproduce_command_runs_as_shown():
     mine = reproduce_command("my-qa.jsonl", "corpus.jsonl", "qs", ["dense"], "1,20", 200)
     args = build_parser().parse_args(mine[3:])
     assert (args.qa, args.corpus, args.model, args.retrievers, args.limit) == ("my-qa.jsonl", "corpus.jsonl", "qs", "dense", 200)
-
-
-def test_the_app_answers_in_bf16_where_its_precision_is_bf16(app_state, gpt2_dir, monkeypatch):
-    """DPR_RAG_APP_PRECISION (default auto: bf16 on CPUs with bf16 instructions) also decides bf16 autocast while
-    answering; the suite fixes auto to fp32 (conftest), so auto is fp32 here until the environment says bf16."""
-    from dpr_rag.rag.generator import Generator
-
-    app_state._generator = Generator.from_pretrained(str(gpt2_dir))
-    assert app_state.pipeline(DEFAULT_MODEL, 2).bf16 is False
-    monkeypatch.setenv("DPR_RAG_AUTO_PRECISION", "bf16")
-    pipe = app_state.pipeline(DEFAULT_MODEL, 2)
-    assert pipe.bf16 is True
-    assert pipe.answer("who painted the mona lisa", "standard").answer is not None  # it answers under autocast

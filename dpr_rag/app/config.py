@@ -20,7 +20,7 @@ DPR_RAG_APP_MAX_PASSAGES   most passages an uploaded corpus may have (default 50
 DPR_RAG_APP_MAX_QUESTIONS  most questions an uploaded question file may have (default 20,000)
 DPR_RAG_APP_INDEX_TYPE   FAISS index type of the starting corpus: flat (default), fp16, hnsw or ivfpq
 DPR_RAG_APP_PRECISION    passage encoding precision: auto (default: bf16 on CPUs with AMX/AVX512-BF16, else fp32),
-                         fp32, bf16 or int8 (ONNX Runtime, quantised); bf16 also answers under bf16 autocast
+                         fp32, bf16 or int8 (ONNX Runtime, quantised)
 DPR_RAG_APP_SHOTS        few-shot demonstrations before each QA question by default (0-8, default 0; the QA tab
                          lets each user change it)
 GRADIO_SERVER_NAME / GRADIO_SERVER_PORT   where to serve (default 127.0.0.1:7860)

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..data.passages import Passage, corpus_fingerprint, load_corpus
 from ..errors import ConfigError, DprRagError
-from ..retrieval.encoder import resolve_precision
 from ..retrieval.searcher import Searcher
 from .config import AppConfig
 from .jobs import Job, JobSlot
@@ -339,14 +338,7 @@ class AppState:
                 pipe.extractive_reader = reader
             pipe.k, pipe.template = k, template
             pipe.fallback = self.default_fallback if fallback is None else fallback
-            pipe.bf16 = self.answers_in_bf16
             return pipe
-
-    @property
-    def answers_in_bf16(self) -> bool:
-        """bf16 autocast while answering wherever the app's precision (DPR_RAG_APP_PRECISION; "auto": the CPU has bf16
-        instructions) is bf16: ~2x faster there (bench/bf16_speed.py), and how the reader's figures were measured."""
-        return resolve_precision(self.config.precision) == "bf16"
 
     # ---- status for the page -----------------------------------------------------------------------------
     def status(self) -> dict:
