@@ -60,7 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--reader", help="the extractive mode's reader folder (python -m dpr_rag.train_reader; default: the shipped one)"
     )
-    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast while generating (faster on recent CPUs)")
+    parser.add_argument(
+        "--bf16",
+        action="store_true",
+        help="bfloat16 autocast while generating: faster for large batches on CPUs with AVX512-BF16/AMX, "
+        "slower for one question at a time (bench/answer_bf16.py)",
+    )
     parser.add_argument(
         "--fallback",
         action=argparse.BooleanOptionalAction,
