@@ -171,7 +171,7 @@ def build(shared: Shared) -> None:
     with gr.Row():
         retriever = gr.Radio(retriever_choices(state), value="Dense", label="Retriever", scale=2, elem_id="qa-retriever")
         model = model_dropdown(state, "Dense model", "qa-model")
-        k = gr.Slider(1, MAX_RAG_K, value=5, step=1, label="k (passages to marginalise over)", scale=2)
+        k = gr.Slider(1, MAX_RAG_K, value=5, step=1, label="k (passages read per question)", scale=2)
         shots = gr.Slider(
             0, MAX_SHOTS, value=state.config.shots, step=1, label="Demonstrations (few-shot)", scale=1, elem_id="qa-shots"
         )
