@@ -13,14 +13,23 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine, write_result  # noqa: E402
-from dpr_rag.data.qa import load_fanoutqa, load_qa  # noqa: E402
+from bench.common import bench_questions, machine, take_turns, write_result  # noqa: E402
 from dpr_rag.rag.pipeline import RagPipeline  # noqa: E402
+
+
+def answerer(pipe: RagPipeline, mode: str, bf16: bool) -> Callable[[str], str]:
+    """Answer one question in `mode` with bf16 autocast on or off."""
+
+    def run(question: str) -> str:
+        pipe.bf16 = bf16
+        return pipe.answer(question, mode).answer
+
+    return run
 
 
 def main() -> None:
@@ -29,33 +38,26 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=12)
     ap.add_argument("--modes", default="standard,closed-book")
     args = ap.parse_args()
-    questions = [e.question for e in (load_qa(args.qa) if args.qa else load_fanoutqa())][: args.limit]
+    questions = bench_questions(args.qa, args.limit)
     pipe = RagPipeline.open()
     rows = {}
     for mode in args.modes.split(","):
-        for bf16 in (False, True):  # warm-up of both settings
-            pipe.bf16 = bf16
-            pipe.answer(questions[0], mode)
-        seconds = {False: 0.0, True: 0.0}
-        answers: dict[bool, list[str]] = {False: [], True: []}
-        for q in questions:
-            for bf16 in (False, True):
-                pipe.bf16 = bf16
-                t0 = time.perf_counter()
-                answers[bf16].append(pipe.answer(q, mode).answer)
-                seconds[bf16] += time.perf_counter() - t0
+        methods = {"fp32": answerer(pipe, mode, bf16=False), "bf16": answerer(pipe, mode, bf16=True)}
+        for run in methods.values():  # warm-up of both settings
+            run(questions[0])
+        mean, out = take_turns(questions, methods)
         n = len(questions)
-        same = sum(a == b for a, b in zip(answers[False], answers[True], strict=True))
+        same = sum(a == b for a, b in zip(out["fp32"], out["bf16"], strict=True))
         rows[mode] = {
             "questions": n,
-            "fp32_s": round(seconds[False] / n, 3),
-            "bf16_s": round(seconds[True] / n, 3),
-            "bf16_speedup": round(seconds[False] / seconds[True], 2),
+            "fp32_s": round(mean["fp32"], 3),
+            "bf16_s": round(mean["bf16"], 3),
+            "bf16_speedup": round(mean["fp32"] / mean["bf16"], 2),
             "same_answers": same,
         }
         print(
-            f"{mode:>11}: fp32 {seconds[False] / n:.2f} s, bf16 autocast {seconds[True] / n:.2f} s an answer "
-            f"({seconds[False] / seconds[True]:.2f}x); same answers {same}/{n}",
+            f"{mode:>11}: fp32 {mean['fp32']:.2f} s, bf16 autocast {mean['bf16']:.2f} s an answer "
+            f"({mean['fp32'] / mean['bf16']:.2f}x); same answers {same}/{n}",
             flush=True,
         )
     write_result("answer_bf16", {"machine": machine(), "qa": Path(args.qa).name if args.qa else "fanoutqa", **rows})

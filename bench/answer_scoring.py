@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from bench.common import machine, write_result  # noqa: E402
-from dpr_rag.data.qa import load_fanoutqa, load_qa  # noqa: E402
+from bench.common import bench_questions, machine, take_turns, write_result  # noqa: E402
 from dpr_rag.rag.pipeline import RagPipeline  # noqa: E402
 
 
@@ -40,34 +38,30 @@ def main() -> None:
     ap.add_argument("--qa", help="questions (default: the embedded FanOutQA dev questions)")
     ap.add_argument("--limit", type=int, default=20)
     args = ap.parse_args()
-    questions = [e.question for e in (load_qa(args.qa) if args.qa else load_fanoutqa())][: args.limit]
+    questions = bench_questions(args.qa, args.limit)
     pipe = RagPipeline.open()
     pipe.answer(questions[0], "standard")  # warm-up: index, generator, first-call allocations
     rows = {}
     for mode in ("standard", "closed-book"):
-        once_s = scratch_s = 0.0
-        same, max_gap = 0, 0.0
-        for prompt in prompts_for(pipe, questions, mode):
-            with torch.no_grad():
-                t0 = time.perf_counter()
-                (answer,), (score,) = pipe._answer_once([prompt], 1)
-                t1 = time.perf_counter()
-                (text,), (logp,) = pipe._answer_from_scratch([prompt], 1)
-                t2 = time.perf_counter()
-            once_s, scratch_s = once_s + t1 - t0, scratch_s + t2 - t1
-            same += answer == text
-            max_gap = max(max_gap, abs(score - logp))
+        with torch.no_grad():
+            mean, out = take_turns(
+                prompts_for(pipe, questions, mode),
+                {"once": lambda p: pipe._answer_once([p], 1), "scratch": lambda p: pipe._answer_from_scratch([p], 1)},
+            )
+        once_s, scratch_s = mean["once"], mean["scratch"]
+        same = sum(a[0] == b[0] for a, b in zip(out["once"], out["scratch"], strict=True))
+        max_gap = max(abs(a[1][0] - b[1][0]) for a, b in zip(out["once"], out["scratch"], strict=True))
         n = len(questions)
         rows[mode] = {
             "questions": n,
-            "prompt_once_s": round(once_s / n, 3),
-            "from_scratch_s": round(scratch_s / n, 3),
+            "prompt_once_s": round(once_s, 3),
+            "from_scratch_s": round(scratch_s, 3),
             "speedup": round(scratch_s / once_s, 2),
             "same_answers": same,
             "max_logprob_gap": round(max_gap, 5),
         }
         print(
-            f"{mode:>11}: prompt once {once_s / n:.2f} s, from scratch {scratch_s / n:.2f} s an answer "
+            f"{mode:>11}: prompt once {once_s:.2f} s, from scratch {scratch_s:.2f} s an answer "
             f"({scratch_s / once_s:.2f}x); same answers {same}/{n}, largest score gap {max_gap:.1e}",
             flush=True,
         )

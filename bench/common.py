@@ -6,7 +6,9 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -36,3 +38,23 @@ def write_result(name: str, result: dict) -> Path:
 
 # The shared NQ-open questions, in the `shared/` folder that sits beside a checkout (not part of the project).
 SHARED_NQ = Path(__file__).resolve().parents[2] / "shared" / "data" / "nq-open-efficientqa-dev.jsonl"
+
+
+def take_turns(items: Sequence[Any], methods: dict[str, Callable[[Any], Any]]) -> tuple[dict[str, float], dict[str, list]]:
+    """Run every method on each item in turn, so that peers side by side meet the same moments of a machine whose speed
+    drifts within minutes; returns each method's mean seconds an item and its outputs."""
+    seconds = dict.fromkeys(methods, 0.0)
+    outputs: dict[str, list] = {name: [] for name in methods}
+    for item in items:
+        for name, method in methods.items():
+            t0 = time.perf_counter()
+            outputs[name].append(method(item))
+            seconds[name] += time.perf_counter() - t0
+    return {name: total / max(len(items), 1) for name, total in seconds.items()}, outputs
+
+
+def bench_questions(qa: str | None, limit: int) -> list[str]:
+    """The first `limit` questions of a QA file, else of the embedded FanOutQA dev questions."""
+    from dpr_rag.data.qa import load_fanoutqa, load_qa
+
+    return [e.question for e in (load_qa(qa) if qa else load_fanoutqa())][:limit]

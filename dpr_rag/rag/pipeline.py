@@ -370,8 +370,8 @@ class RagPipeline:
     def _answer_once(self, inputs: list[str], num_beams: int) -> tuple[list[str], list[float]]:
         """One answer per prompt and its log-likelihood log p(answer | prompt). Each prompt runs through the generator
         once: decoding and scoring share its key/value cache, so scoring only runs the answer's own tokens. For long
-        prompts (standard RAG's k passages) 1.3x faster than `_answer_from_scratch`; for closed-book's short prompt
-        slower (0.84x): bench/answer_scoring.py."""
+        prompts (standard RAG's k passages) 1.41x faster than `_answer_from_scratch`; for closed-book's short prompt
+        slower (0.88x): bench/answer_scoring.py."""
         # The room generation alone leaves (so long prompts are cut as before); an answer that re-encodes longer than
         # that is scored from scratch by cross_target_logprobs.
         prompts = self.generator.encode_prompts(inputs, reserve=self.max_new_tokens)
