@@ -4,8 +4,9 @@ closed-book (the question alone):
 
     python bench/answer_scoring.py [--qa runs/nq/train.jsonl] [--limit 20]
 
-"Prompt once" (`RagPipeline._answer_once`) decodes the answer and scores log p(answer | prompt) on one key/value cache
-of the prompt; "from scratch" (`_answer_from_scratch`) decodes, then runs the whole prompt again to score the answer.
+"Prompt once" (`dpr_rag.rag.scored_answers.answer_on_prompt_cache`) decodes the answer and scores log p(answer |
+prompt) on one key/value cache of the prompt; "from scratch" (`answer_from_scratch`) decodes, then runs the whole
+prompt again to score the answer.
 The two take turns prompt by prompt (this machine's speed drifts within minutes), must give the same answers and
 scores (printed), and the ratio of their mean seconds is the speed-up. The pipeline uses the faster one for each mode.
 Questions: the shared split's train part if given, else the embedded FanOutQA dev questions.
@@ -23,6 +24,7 @@ import torch  # noqa: E402
 
 from bench.common import bench_questions, machine, take_turns, write_result  # noqa: E402
 from dpr_rag.rag.pipeline import RagPipeline  # noqa: E402
+from dpr_rag.rag.scored_answers import answer_from_scratch, answer_on_prompt_cache  # noqa: E402
 
 
 def prompts_for(pipe: RagPipeline, questions: list[str], mode: str) -> list[str]:
@@ -46,7 +48,10 @@ def main() -> None:
         with torch.no_grad():
             mean, out = take_turns(
                 prompts_for(pipe, questions, mode),
-                {"once": lambda p: pipe._answer_once([p], 1), "scratch": lambda p: pipe._answer_from_scratch([p], 1)},
+                {
+                    "once": lambda p: answer_on_prompt_cache(pipe.generator, [p], pipe.max_new_tokens, 1),
+                    "scratch": lambda p: answer_from_scratch(pipe.generator, [p], pipe.max_new_tokens, 1),
+                },
             )
         once_s, scratch_s = mean["once"], mean["scratch"]
         same = sum(a[0] == b[0] for a, b in zip(out["once"], out["scratch"], strict=True))
