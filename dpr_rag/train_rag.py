@@ -13,7 +13,9 @@ over the top `--k`. `--unanswered R` adds up to R questions whose top k lack the
 learns to answer from memory there too). `--generator ADAPTER` continues training a LoRA adapter (such as the
 shipped reader's). `--lora-rank R` trains LoRA adapters
 instead of the whole generator; `--bf16` uses bfloat16 autocast; `--grad-accum N` batches per step; `--resume`
-continues DIR/last exactly. Output: DIR/best/ and DIR/last/ (RAG folders), rag_log.jsonl, loss.png (loss and dev EM).
+continues DIR/last exactly. `--runs FILE...` reads each question's passages from run files (`retrieval/run_file.py`)
+instead of searching, so the reader trains where the index is not (token/sequence then need --no-query-encoder).
+Output: DIR/best/ and DIR/last/ (RAG folders), rag_log.jsonl, loss.png (loss and dev EM).
 Use the result with `python -m dpr_rag.answer "QUESTION" --rag DIR`.
 """
 
@@ -42,6 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--exclude", nargs="+", default=[], help="QA files whose questions are never trained on (evaluation or demo questions)"
     )
     add_corpus_args(parser)
+    parser.add_argument(
+        "--runs",
+        nargs="+",
+        default=[],
+        help="run files (retrieval.run_file; bench/reader_runs.py writes them) to read the passages from instead of "
+        "searching: no index or encoder is loaded; --corpus must be the corpus they were made on",
+    )
     parser.add_argument("--generator", help="Hugging Face causal or seq2seq LM id/folder (default: Gemma 3 270M, embedded)")
     parser.add_argument("--mode", choices=TRAINABLE_MODES, default="token", help="objective (default token)")
     parser.add_argument("--k", type=int, default=5, help="retrieved passages per question at answer time (default 5)")
@@ -94,14 +103,22 @@ def main(argv: list[str] | None = None) -> int:
     qa = training_questions(args.qa, args.fanoutqa, args.exclude)
     from .rag.pipeline import RagPipeline  # loads the index and the generator (checks k first)
 
-    pipeline = RagPipeline.open(
-        corpus=args.corpus,
-        model=args.model,
-        generator=args.generator,
-        k=args.k,
-        index_kind=args.index_type,
-        use_cache=not args.no_cache,
-    )
+    if args.runs:
+        from .data.passages import load_corpus
+        from .rag.generator import Generator
+        from .retrieval.run_file import RunFileRetriever
+
+        retriever = RunFileRetriever.from_files(args.runs, load_corpus(args.corpus))
+        pipeline = RagPipeline(retriever, Generator.from_pretrained(args.generator), k=args.k)
+    else:
+        pipeline = RagPipeline.open(
+            corpus=args.corpus,
+            model=args.model,
+            generator=args.generator,
+            k=args.k,
+            index_kind=args.index_type,
+            use_cache=not args.no_cache,
+        )
     kept, stats = reader_examples(
         qa, pipeline.retriever, k=args.data_k or args.k, max_per_question=args.max_per_question, unanswered=args.unanswered
     )

@@ -153,6 +153,7 @@ RAG_BAD = [  # (field, bad value) for RagTrainConfig
     ("lora_alpha", 0.0),
     ("lora_alpha", math.nan),
     ("dev_every", -1),
+    ("dev_batch_size", 0),
     ("dev_every", None),
     ("dev_mode", "closed-book"),
     ("bf16", 1),

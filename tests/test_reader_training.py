@@ -273,3 +273,25 @@ def test_the_shipped_adapter_names_the_default_base_portably():
     assert config["base_model_name_or_path"] == BASE_DEFAULT and config["peft_type"] == "LORA"
     assert (SHIPPED_READER / "README.md").read_text().count("python -m dpr_rag.train_rag") >= 1  # the model card
     assert load_rag_config(SHIPPED_READER)["k"] == 5
+
+
+def test_a_nan_loss_stops_training_before_it_reaches_the_weights(tiny_model_dir, toy_passages, gpt2_dir, tmp_path, monkeypatch):
+    """A NaN loss at step 3 stops the run with an error naming the step and its questions; the weights and last/
+    stay as they were after step 2 (a NaN step would otherwise poison every weight and checkpoint after it)."""
+    import dpr_rag.rag.trainer as trainer
+
+    pipe = pipeline(tiny_model_dir, toy_passages, gpt2_dir, k=2)
+    examples, _ = reader_examples([QAExample(q, [a]) for q, a in QA], pipe.retriever, k=8, show_progress=False)
+    real_loss, calls = trainer.batch_loss, []
+
+    def loss_with_a_nan(*args, **kw):
+        calls.append(1)
+        loss = real_loss(*args, **kw)
+        return loss * float("nan") if len(calls) == 3 else loss
+
+    monkeypatch.setattr(trainer, "batch_loss", loss_with_a_nan)
+    cfg = _config(tmp_path, dev_every=2, batch_size=2)
+    with pytest.raises(trainer.NonFiniteLoss, match=r"the loss is nan at step 3 \(questions: .*\); nothing of this step"):
+        train_rag(pipe, examples, cfg)
+    assert json.loads((tmp_path / "run" / "last" / "trainer_state.json").read_text())["step"] == 2
+    assert all(torch.isfinite(p).all() for p in pipe.generator.model.parameters())

@@ -20,6 +20,7 @@ needs (`checkpoints.py`). `rag_log.jsonl` logs loss and dev EM; `loss.png` plots
 from __future__ import annotations
 
 import copy
+import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -32,9 +33,10 @@ from tqdm.auto import tqdm
 
 from ..config_checks import MAX_SEED, check_bool, check_choice, check_float, check_int, check_text
 from ..data.qa import QAExample
-from ..errors import ConfigError
+from ..errors import ConfigError, DprRagError
 from ..matching import exact_match
 from ..plots import plot_training_log
+from ..retrieval.dense import DenseRetriever
 from ..storage import check_output_folder
 from ..training.train_log import append_record, start_log
 from .checkpoints import load_last_state, restore_optimizer_and_rng, save_best, save_last
@@ -45,6 +47,10 @@ from .reader_data import passage_rows, passage_target
 TRAINABLE_MODES = ("passage", "standard", "token", "sequence")  # closed-book has no retriever in the loop
 DEV_MODES = ("token", "sequence", "standard")
 MARGINAL_MODES = ("token", "sequence")  # the modes whose loss reaches the query tower through p(z|x)
+
+
+class NonFiniteLoss(DprRagError):
+    """Training produced a NaN or infinite loss or gradient; the step was not applied."""
 
 
 @dataclass
@@ -65,6 +71,7 @@ class RagTrainConfig:
     bf16: bool = False  # bfloat16 autocast for forward and backward
     dev_every: int = 0  # optimizer steps between dev evaluations (0: at the end of each epoch only)
     dev_mode: str = "token"  # how the dev questions are answered
+    dev_batch_size: int = 8  # dev questions answered at once (larger on a GPU)
     resume: bool = False  # continue OUT/last exactly
 
     def __post_init__(self) -> None:
@@ -85,6 +92,7 @@ class RagTrainConfig:
         check_bool("bf16", self.bf16)
         check_int("dev_every", self.dev_every, 0)
         check_choice("dev_mode", self.dev_mode, DEV_MODES)
+        check_int("dev_batch_size", self.dev_batch_size, 1)
         check_bool("resume", self.resume)
 
     @property
@@ -101,9 +109,17 @@ class RagTrainResult:
     best_dev_em: float | None = None
 
 
+def query_encoder(pipeline: RagPipeline) -> torch.nn.Module | None:
+    """The dense retriever's query tower, or None when the pipeline retrieves otherwise (BM25, a run file): then
+    only the generator trains (passage and standard modes, or a marginal mode with train_query_encoder=False)."""
+    return pipeline.retriever.encoder.query_encoder if isinstance(pipeline.retriever, DenseRetriever) else None
+
+
 def freeze_passage_tower(pipeline: RagPipeline) -> None:
     """Give the query tower its own weights (if shared) and freeze the passage tower that built the index."""
-    enc = pipeline.dense.encoder
+    if not isinstance(pipeline.retriever, DenseRetriever):
+        return
+    enc = pipeline.retriever.encoder
     if enc.passage_encoder is enc.query_encoder:
         enc.passage_encoder = copy.deepcopy(enc.query_encoder)
         enc.settings.shared = False
@@ -151,14 +167,16 @@ def batch_loss(pipeline: RagPipeline, rows: Sequence[tuple[QAExample, int]], mod
 @contextmanager
 def _eval_mode(pipeline: RagPipeline) -> Iterator[None]:
     """The query tower and the generator in eval mode (no dropout), restored to their modes afterwards."""
-    enc, gen = pipeline.dense.encoder, pipeline.generator
-    modes = enc.query_encoder.training, gen.model.training
-    enc.query_encoder.eval()
+    query, gen = query_encoder(pipeline), pipeline.generator
+    modes = query.training if query else False, gen.model.training
+    if query:
+        query.eval()
     gen.model.eval()
     try:
         yield
     finally:
-        enc.query_encoder.train(modes[0])
+        if query:
+            query.train(modes[0])
         gen.model.train(modes[1])
 
 
@@ -187,7 +205,14 @@ def dev_exact_match(pipeline: RagPipeline, dev: Sequence[QAExample], mode: str =
 def _prepare(pipeline: RagPipeline, cfg: RagTrainConfig, out: Path) -> list[torch.nn.Parameter]:
     """Freeze what is not trained, add LoRA (or reload last/'s adapter on resume); the trained parameters."""
     freeze_passage_tower(pipeline)
-    enc, gen = pipeline.dense.encoder, pipeline.generator
+    gen = pipeline.generator
+    query = query_encoder(pipeline)
+    if cfg.trains_retriever and query is None:
+        raise ConfigError(
+            f"RAG-{cfg.mode} training trains the query encoder, which needs the dense retriever; this pipeline "
+            f"retrieves with {pipeline.retriever.name} (set train_query_encoder=False to train the generator only)"
+        )
+    device = gen.device  # a model reloaded below comes back on the CPU: keep it where the caller put it
     if cfg.resume:
         last = out / "last"
         if cfg.lora_rank:  # from the base model: gen.model may hold a starting adapter merged in
@@ -197,17 +222,32 @@ def _prepare(pipeline: RagPipeline, cfg: RagTrainConfig, out: Path) -> list[torc
         if cfg.trains_retriever:
             from ..retrieval.encoder import DualEncoder
 
-            enc.query_encoder.load_state_dict(DualEncoder.from_pretrained(last / "retriever").query_encoder.state_dict())
+            assert query is not None  # checked above
+            query.load_state_dict(DualEncoder.from_pretrained(last / "retriever").query_encoder.state_dict())
     elif cfg.lora_rank and gen.adapter:
         # Loaded from a LoRA adapter: train that adapter on (its own rank), not a second one stacked on its merged weights.
         gen.use_model(type(gen).from_pretrained(gen.adapter, trainable_adapter=True).model)
     elif cfg.lora_rank:
         gen.use_model(add_lora(gen.model, cfg.lora_rank, cfg.lora_alpha))
-    enc.query_encoder.requires_grad_(cfg.trains_retriever)
+    torch.nn.Module.to(gen.model, device)  # (the stubs of PreTrainedModel.to do not take a device)
+    if query is not None:
+        query.requires_grad_(cfg.trains_retriever)
     params = [p for p in gen.model.parameters() if p.requires_grad]
-    if cfg.trains_retriever:
-        params += [p for p in enc.query_encoder.parameters() if p.requires_grad]
+    if cfg.trains_retriever and query is not None:
+        params += [p for p in query.parameters() if p.requires_grad]
     return params
+
+
+def check_finite(value: float, step: int, batch: Sequence[tuple[QAExample, int]], out: Path, what: str = "loss") -> None:
+    """Stop at a NaN or infinite loss (or gradient norm) before it reaches the weights: one such step would turn
+    every weight it touches into NaN, and each later checkpoint with them. last/ keeps the last good state."""
+    if math.isfinite(value):
+        return
+    questions = "; ".join(repr(e.question) for e, _ in batch[:4])
+    raise NonFiniteLoss(
+        f"the {what} is {value} at step {step}{' (questions: ' + questions + ')' if questions else ''}; nothing of this "
+        f"step was applied, and {out / 'last'} holds the last checkpoint: lower --lr, or train without --bf16"
+    )
 
 
 def train_rag(
@@ -242,7 +282,8 @@ def train_rag(
     best: float | None = state["best_dev_em"]
 
     def autocast():
-        return torch.autocast("cpu", dtype=torch.bfloat16) if cfg.bf16 else nullcontext()
+        # On the generator's device: a run on a GPU autocasts there (the CPU's autocast would not touch CUDA ops).
+        return torch.autocast(pipeline.generator.device.type, dtype=torch.bfloat16) if cfg.bf16 else nullcontext()
 
     bar = tqdm(
         total=per_epoch * cfg.epochs, initial=step, desc=f"RAG-{cfg.mode} training", unit="step", disable=not cfg.show_progress
@@ -253,7 +294,7 @@ def train_rag(
         nonlocal best
         if evaluate and dev:
             with autocast():
-                em = dev_exact_match(pipeline, dev, cfg.dev_mode)
+                em = dev_exact_match(pipeline, dev, cfg.dev_mode, cfg.dev_batch_size)
             record = {"step": step, "epoch": step / per_epoch, "dev_em": round(em, 3)}
             append_record(log_path, history, record, callback)
             if best is None or em > best:
@@ -267,8 +308,10 @@ def train_rag(
 
     if step == 0 and dev:
         checkpoint(True)  # the untrained model's dev EM: the first point of the curve, and best/ to beat
+    query = query_encoder(pipeline)
     pipeline.generator.model.train()
-    pipeline.dense.encoder.query_encoder.train(cfg.trains_retriever)
+    if query:
+        query.train(cfg.trains_retriever)
     while step < per_epoch * cfg.epochs and not cancelled:
         epoch, within = divmod(step, per_epoch)
         order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(cfg.seed + epoch)).tolist()
@@ -278,9 +321,11 @@ def train_rag(
             batch = [rows[i] for i in order[start : start + cfg.batch_size]]
             with autocast():
                 loss = batch_loss(pipeline, batch, cfg.mode, with_grad=cfg.trains_retriever).mean() / cfg.grad_accum
-            loss.backward()
             losses.append(float(loss.detach()))
-        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            check_finite(losses[-1], step + 1, batch, out)
+            loss.backward()
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
+        check_finite(grad_norm, step + 1, [], out, what="gradient norm")
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
@@ -292,8 +337,10 @@ def train_rag(
         if end_of_epoch or cancelled or (cfg.dev_every and step % cfg.dev_every == 0):
             checkpoint(evaluate=not cancelled)
             pipeline.generator.model.train()
-            pipeline.dense.encoder.query_encoder.train(cfg.trains_retriever)
+            if query:
+                query.train(cfg.trains_retriever)
     bar.close()
     pipeline.generator.model.eval()
-    pipeline.dense.encoder.eval()
+    if query:
+        query.eval()
     return RagTrainResult(out, step, history, cancelled, best)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from .base import Retriever
 from .dense import DenseRetriever
 from .hybrid import HybridRetriever
+from .run_file import RunFileRetriever
 
 TEMPERATURES = {"dense": 0.05, "bm25": 1.0, "hybrid": 3.0, "hybrid-rrf": 0.001, "rerank": 1.0}
 
@@ -19,6 +20,8 @@ TEMPERATURES = {"dense": 0.05, "bm25": 1.0, "hybrid": 3.0, "hybrid-rrf": 0.001, 
 def score_temperature(retriever: Retriever) -> float:
     """τ suited to the retriever's scores (`TEMPERATURES`); 1 for an unnormalised dense encoder (inner products) and
     for a reranked retriever (its scores are a cross-encoder's logits, or already divided by the first stage's τ)."""
+    if isinstance(retriever, RunFileRetriever):
+        return retriever.temperature  # the τ of the retriever that made the run
     if retriever.name.endswith("+rerank"):
         return TEMPERATURES["rerank"]
     if isinstance(retriever, DenseRetriever):
