@@ -5,7 +5,9 @@ Data, by distant supervision (`rag/reader_data.py`): the questions of `--qa` fil
 several may be given) and, with `--fanoutqa` or when no file is given, the embedded FanOutQA questions; a question is
 kept when one of its answers appears in a passage of the retriever's top `--data-k`. The counts kept and dropped are
 printed. A part of the kept questions (`--dev-fraction`, at most `--dev-max`), split by question, is never trained on:
-the pipeline answers it every `--dev-every` steps and best/ keeps the model with the best dev EM.
+the pipeline answers it every `--dev-every` steps and best/ keeps the model with the best dev EM. Kept questions
+have an answer in the top k, so that dev EM flatters; `--dev-qa FILE` takes the dev questions from a file instead
+(all of them, answerable or not, never trained on), so it estimates EM on questions like them.
 
 Objectives (`--mode`): `passage` trains -log p(answer | question, z) on every answer-bearing passage z (cheap: one
 passage per row); `standard` the answer given the top `--k` in one prompt; `token` / `sequence` the RAG marginal
@@ -25,6 +27,7 @@ import argparse
 import time
 
 from .cli_common import add_corpus_args, run_cli
+from .data.qa import load_qa
 from .rag.reader_data import reader_examples
 from .rag.trainer import DEV_MODES, TRAINABLE_MODES, RagTrainConfig, mean_loss, train_rag
 from .training.distant_supervision import split_train_dev
@@ -71,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lora-alpha", type=float, help="LoRA scale alpha (default 2 x rank)")
     parser.add_argument("--no-query-encoder", action="store_true", help="token/sequence: keep the query encoder frozen")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster on CPUs with AVX512-BF16 or AMX)")
+    parser.add_argument(
+        "--dev-qa",
+        help="dev questions from this QA file instead of a part of the kept ones: all of them count (answerable or not), "
+        "and none is trained on; dev EM then estimates EM on questions like them",
+    )
     parser.add_argument("--dev-fraction", type=float, default=0.1, help="kept questions held out as dev (default 0.1)")
     parser.add_argument("--dev-max", type=int, default=64, help="at most this many dev questions (default 64)")
     parser.add_argument("--dev-every", type=int, default=0, help="steps between dev evaluations (0: each epoch's end)")
@@ -100,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         dev_mode=args.dev_mode,
         resume=args.resume,
     )  # checks the settings before any loading
-    qa = training_questions(args.qa, args.fanoutqa, args.exclude)
+    # --dev-qa's questions are left out of training like --exclude's (matched by question_key).
+    qa = training_questions(args.qa, args.fanoutqa, args.exclude + ([args.dev_qa] if args.dev_qa else []))
     from .rag.pipeline import RagPipeline  # loads the index and the generator (checks k first)
 
     if args.runs:
@@ -123,7 +132,10 @@ def main(argv: list[str] | None = None) -> int:
         qa, pipeline.retriever, k=args.data_k or args.k, max_per_question=args.max_per_question, unanswered=args.unanswered
     )
     print(f"distant supervision over the top {args.data_k or args.k}: {stats.summary()}", flush=True)
-    train, dev = split_train_dev(kept, args.dev_fraction, args.seed)
+    if args.dev_qa:
+        train, dev = kept, load_qa(args.dev_qa)
+    else:
+        train, dev = split_train_dev(kept, args.dev_fraction, args.seed)
     dev = dev[: args.dev_max]
     probe = train[:LOSS_EXAMPLES]
     before = mean_loss(pipeline, probe, args.mode, batch_size=args.batch_size)

@@ -119,3 +119,24 @@ def test_train_rag_cli_reads_passages_from_run_files(dense_and_run, toy_passages
     with pytest.raises(ConfigError, match="train_query_encoder=False"):
         train_main(["--out", str(tmp_path / "token"), *common, *settings, "--mode", "token"])
     assert train_main(["--out", str(tmp_path / "token2"), *common, *settings, "--mode", "token", "--no-query-encoder"]) == 0
+
+
+def test_train_rag_cli_takes_dev_questions_from_a_file_and_never_trains_on_them(
+    dense_and_run, toy_passages, gpt2_dir, tmp_path, capsys
+):
+    from dpr_rag.data.passages import save_jsonl
+    from dpr_rag.train_rag import main as train_main
+
+    _, path = dense_and_run
+    qa, dev = tmp_path / "qa.jsonl", tmp_path / "dev.jsonl"
+    qa.write_text("".join(json.dumps({"question": q, "answer": [a]}) + "\n" for q, a in QA))
+    dev.write_text("".join(json.dumps({"question": q, "answer": [a]}) + "\n" for q, a in QA[:3]))  # also in qa.jsonl
+    save_jsonl(toy_passages, tmp_path / "corpus.jsonl")
+    out = tmp_path / "run"
+    args = ["--out", str(out), "--qa", str(qa), "--dev-qa", str(dev), "--corpus", str(tmp_path / "corpus.jsonl")]
+    args += ["--runs", str(path), "--generator", str(gpt2_dir), "--mode", "standard", "--dev-mode", "standard", "--k", "2"]
+    assert train_main([*args, "--data-k", "4", "--batch-size", "2", "--lr", "1e-2", "--lora-rank", "4"]) == 0
+    printed = capsys.readouterr().out
+    assert f"{len(QA) - 3} questions: kept" in printed  # the dev questions never reach distant supervision
+    assert ", 3 dev questions" in printed
+    assert any("dev_em" in json.loads(line) for line in (out / "rag_log.jsonl").read_text().splitlines())
