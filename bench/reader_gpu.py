@@ -17,6 +17,9 @@ are written.
 
     python bench/reader_gpu.py --data runs/reader-data --out OUT            # on a GPU: a few minutes
     python bench/reader_gpu.py --data runs/reader-data --out OUT --smoke    # every step on a tiny model (any machine)
+
+On the H200 of 2026-12-04 the loss went NaN in stage 1 (bf16 autocast, transformers' default attention); training
+now stops at the first non-finite loss (`NonFiniteLoss`). `--fp32` and `--attn eager` are the next things to try.
 """
 
 from __future__ import annotations
@@ -83,8 +86,13 @@ class Recipe:
     eval_batch_size: int = 32  # questions answered at once (dev and held-out)
 
 
+ATTENTION: str | None = None  # --attn: the attention kernels to load the generator with (None: transformers' default)
+
+
 def open_pipeline(retriever: RunFileRetriever, generator: str | None, k: int) -> RagPipeline:
     gen = Generator.from_pretrained(generator)
+    if ATTENTION:
+        gen.model.set_attn_implementation(ATTENTION)
     gen.model.to(DEVICE)
     return RagPipeline(retriever, gen, k=k)
 
@@ -208,13 +216,19 @@ def main() -> None:
         "--final-within", type=float, default=0, help="start the final run only within this many seconds (0: always)"
     )
     parser.add_argument("--smoke", action="store_true", help="a tiny slice, one epoch each (checks every step runs)")
+    parser.add_argument("--fp32", action="store_true", help="train without bf16 autocast")
+    parser.add_argument("--attn", choices=["eager", "sdpa"], help="attention kernels (default: transformers' choice)")
     args = parser.parse_args()
     data, out, work = Path(args.data), Path(args.out), Path(args.work)
     out.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(work, ignore_errors=True)
     ks = [int(k) for k in args.ks.split(",")]
     recipe = Recipe(stage1_epochs=1, stage2_epochs=1, batch_size=4) if args.smoke else Recipe()
-    log(f"device {DEVICE} ({torch.cuda.get_device_name(0) if DEVICE.type == 'cuda' else 'no GPU'}), recipe {recipe}, ks {ks}")
+    recipe.bf16 = not args.fp32
+    global ATTENTION
+    ATTENTION = args.attn
+    name = torch.cuda.get_device_name(0) if DEVICE.type == "cuda" else "no GPU"
+    log(f"device {DEVICE} ({name}), recipe {recipe}, ks {ks}, attention {ATTENTION or 'default'}")
     passages = load_jsonl(data / "corpus.jsonl")
     summary: dict = {"recipe": recipe.__dict__, "ks": ks, "device": str(DEVICE)}
 

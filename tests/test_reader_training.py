@@ -295,3 +295,18 @@ def test_a_nan_loss_stops_training_before_it_reaches_the_weights(tiny_model_dir,
         train_rag(pipe, examples, cfg)
     assert json.loads((tmp_path / "run" / "last" / "trainer_state.json").read_text())["step"] == 2
     assert all(torch.isfinite(p).all() for p in pipe.generator.model.parameters())
+
+
+def test_continuing_an_adapter_keeps_the_callers_attention_kernels(tiny_model_dir, toy_passages, gpt2_dir, tmp_path):
+    """Training from an adapter folder reloads the base model; it keeps the attention implementation (and device)
+    the caller set on the generator, not the default it would load with."""
+    pipe = pipeline(tiny_model_dir, toy_passages, gpt2_dir, k=2)
+    examples, _ = reader_examples([QAExample(q, [a]) for q, a in QA], pipe.retriever, k=2, show_progress=False)
+    first = train_rag(pipe, examples, _config(tmp_path, "first", epochs=1))
+    pipe = pipeline(tiny_model_dir, toy_passages, first.out / "best" / "generator", k=2)
+    default = pipe.generator.model.config._attn_implementation
+    chosen = "eager" if default != "eager" else "sdpa"
+    pipe.generator.model.set_attn_implementation(chosen)
+    train_rag(pipe, examples, _config(tmp_path, "second", mode="standard", epochs=1))
+    assert hasattr(pipe.generator.model, "peft_config")  # the reloaded, trainable adapter
+    assert pipe.generator.model.config._attn_implementation == chosen

@@ -26,10 +26,11 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from tqdm.auto import tqdm
+from transformers import PreTrainedModel
 
 from ..config_checks import MAX_SEED, check_bool, check_choice, check_float, check_int, check_text
 from ..data.qa import QAExample
@@ -212,7 +213,8 @@ def _prepare(pipeline: RagPipeline, cfg: RagTrainConfig, out: Path) -> list[torc
             f"RAG-{cfg.mode} training trains the query encoder, which needs the dense retriever; this pipeline "
             f"retrieves with {pipeline.retriever.name} (set train_query_encoder=False to train the generator only)"
         )
-    device = gen.device  # a model reloaded below comes back on the CPU: keep it where the caller put it
+    # A model reloaded below comes back on the CPU with default attention kernels: keep the caller's choice of both.
+    device, attention = gen.device, gen.model.config._attn_implementation
     if cfg.resume:
         last = out / "last"
         if cfg.lora_rank:  # from the base model: gen.model may hold a starting adapter merged in
@@ -230,6 +232,9 @@ def _prepare(pipeline: RagPipeline, cfg: RagTrainConfig, out: Path) -> list[torc
     elif cfg.lora_rank:
         gen.use_model(add_lora(gen.model, cfg.lora_rank, cfg.lora_alpha))
     torch.nn.Module.to(gen.model, device)  # (the stubs of PreTrainedModel.to do not take a device)
+    if gen.model.config._attn_implementation != attention:
+        base = cast(PreTrainedModel, getattr(gen.model, "get_base_model", lambda: gen.model)())  # peft wraps it
+        base.set_attn_implementation(attention)
     if query is not None:
         query.requires_grad_(cfg.trains_retriever)
     params = [p for p in gen.model.parameters() if p.requires_grad]
