@@ -84,15 +84,14 @@ class Recipe:
     batch_size: int = 16  # stage 1; stage 2 uses half (its prompts are k passages long)
     bf16: bool = True
     eval_batch_size: int = 32  # questions answered at once (dev and held-out)
+    attention: str | None = None  # the generator's attention kernels (None: transformers' default)
 
 
-ATTENTION: str | None = None  # --attn: the attention kernels to load the generator with (None: transformers' default)
-
-
-def open_pipeline(retriever: RunFileRetriever, generator: str | None, k: int) -> RagPipeline:
+def open_pipeline(retriever: RunFileRetriever, generator: str | None, k: int, attention: str | None) -> RagPipeline:
+    """The generator (attention: its kernels, None for transformers' default) on DEVICE over the run files."""
     gen = Generator.from_pretrained(generator)
-    if ATTENTION:
-        gen.model.set_attn_implementation(ATTENTION)
+    if attention:
+        gen.model.set_attn_implementation(attention)
     gen.model.to(DEVICE)
     return RagPipeline(retriever, gen, k=k)
 
@@ -110,7 +109,7 @@ def train_reader(
     """Stage 1 (unless `stage1`'s adapter is given) and stage 2 at k; the best stage-2 adapter folder and its dev EM."""
     info: dict = {}
     if stage1 is None:
-        pipeline = open_pipeline(retriever, generator, k)
+        pipeline = open_pipeline(retriever, generator, k, recipe.attention)
         rows, stats = reader_examples(
             train, retriever, k=recipe.data_k, max_per_question=recipe.max_per_question, show_progress=False
         )
@@ -130,7 +129,7 @@ def train_reader(
         }
         stage1 = out / "stage1" / "best" / "generator"
         del pipeline
-    pipeline = open_pipeline(retriever, str(stage1), k)
+    pipeline = open_pipeline(retriever, str(stage1), k, recipe.attention)
     rows, stats = reader_examples(
         train, retriever, k=k, max_per_question=recipe.max_per_question, unanswered=recipe.unanswered, show_progress=False
     )
@@ -167,7 +166,13 @@ def predictions(pipeline: RagPipeline, questions: list[QAExample], mode: str, sy
 
 
 def heldout_systems(
-    retriever: RunFileRetriever, heldout: list[QAExample], adapters: dict[int, Path], k_best: int, base: str | None, path: Path
+    retriever: RunFileRetriever,
+    heldout: list[QAExample],
+    adapters: dict[int, Path],
+    k_best: int,
+    base: str | None,
+    attention: str | None,
+    path: Path,
 ) -> None:
     """Every system's answers to the held-out questions, appended to `path` system by system (a run cut short
     keeps what it finished)."""
@@ -177,9 +182,9 @@ def heldout_systems(
             f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
 
     path.unlink(missing_ok=True)
-    best = open_pipeline(retriever, str(adapters[k_best] / "generator"), k_best)
+    best = open_pipeline(retriever, str(adapters[k_best] / "generator"), k_best, attention)
     write(predictions(best, heldout, "standard", f"standard k={k_best} (trained)"))
-    base_pipeline = open_pipeline(retriever, base, k_best)
+    base_pipeline = open_pipeline(retriever, base, k_best, attention)
     write(predictions(base_pipeline, heldout, "closed-book", "closed-book (base)"))
     write(predictions(base_pipeline, heldout, "standard", f"standard k={k_best} (base)"))
     write(predictions(best, heldout, "closed-book", "closed-book (trained)"))
@@ -189,7 +194,10 @@ def heldout_systems(
         if k != k_best:
             write(
                 predictions(
-                    open_pipeline(retriever, str(folder / "generator"), k), heldout, "standard", f"standard k={k} (trained)"
+                    open_pipeline(retriever, str(folder / "generator"), k, attention),
+                    heldout,
+                    "standard",
+                    f"standard k={k} (trained)",
                 )
             )
 
@@ -225,10 +233,9 @@ def main() -> None:
     ks = [int(k) for k in args.ks.split(",")]
     recipe = Recipe(stage1_epochs=1, stage2_epochs=1, batch_size=4) if args.smoke else Recipe()
     recipe.bf16 = not args.fp32
-    global ATTENTION
-    ATTENTION = args.attn
+    recipe.attention = args.attn
     name = torch.cuda.get_device_name(0) if DEVICE.type == "cuda" else "no GPU"
-    log(f"device {DEVICE} ({name}), recipe {recipe}, ks {ks}, attention {ATTENTION or 'default'}")
+    log(f"device {DEVICE} ({name}), recipe {recipe}, ks {ks}, attention {recipe.attention or 'default'}")
     passages = load_jsonl(data / "corpus.jsonl")
     summary: dict = {"recipe": recipe.__dict__, "ks": ks, "device": str(DEVICE)}
 
@@ -251,7 +258,7 @@ def main() -> None:
     log(f"dev EM by k: {dev_em}; chosen k={k_best}")
     pack(adapters[k_best].parent, out / "heldout_reader.tar")
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    heldout_systems(retriever, heldout, adapters, k_best, args.generator, out / "heldout_predictions.jsonl")
+    heldout_systems(retriever, heldout, adapters, k_best, args.generator, recipe.attention, out / "heldout_predictions.jsonl")
     log("held-out answers written")
     if args.skip_final or (args.final_within and time.perf_counter() - START > args.final_within):
         log("final run skipped")
