@@ -38,7 +38,8 @@ HELP = {
     "negatives": "hard negatives from bm25 (DPR), dense (the starting encoder's top hits, answer-bearing ones skipped) or both",
     "negative_margin": "dense negatives: skip candidates the encoder scores within this cosine of the positive "
     "(likely false negatives; sentence-transformers' absolute_margin)",
-    "gold_title_positives": "prefer an answer-bearing passage of the article the data names as gold (FanOutQA) as positive",
+    "gold_title_positives": "prefer an answer-bearing passage of the article the data names as gold (FanOutQA) as "
+    "positive (query-side: else the article's first passage)",
     "temperature": "softmax temperature (default 0.05 for L2-normalised encoders, else 1.0)",
     "grad_cache_chunk": "gradient caching: encode in chunks of this many sequences (0 = off)",
     "dev_fraction": "share of questions held out for model selection",

@@ -179,3 +179,35 @@ def test_the_shipped_question_adapter_is_the_default_dense_model_over_the_bases_
     assert 0.5 < float(q_default @ q_base) < 0.9999  # trained, but near its base
     hits = Searcher.open(None, show_progress=False).search(question, k=1)[0]  # the default corpus, no encoding
     assert has_answer(["Leonardo da Vinci"], hits[0].passage.text)
+
+
+def test_gold_title_positives_take_the_named_articles_passage(tmp_path, tiny_model_dir, toy_corpus):
+    """A question naming its gold article trains on that article: its answer-bearing passage even when other passages
+    hold the answer too, else its first passage; without the flag, distant supervision alone (the answerless one is
+    dropped)."""
+    rows = [
+        {"question": "what did the painter of the Mona Lisa come from", "answer": ["Italian"], "gold_titles": ["Mona Lisa"]},
+        {"question": "how tall is the lattice tower", "answer": ["330 metres"], "gold_titles": ["Eiffel Tower"]},
+        {"question": "which is the largest", "answer": ["largest"], "gold_titles": ["Jupiter"]},  # also in Amazon River
+        {"question": "when was Python released", "answer": ["1991"]},  # no gold article: distant supervision
+    ]
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def positives(run: str, **kw) -> dict[str, list[int]]:
+        common = dict(qa=str(qa), corpus=str(toy_corpus), model=str(tiny_model_dir), batch_size=2, epochs=1)
+        train_query_side(
+            QuerySideConfig(out=str(tmp_path / run), positives_top_k=8, dev_fraction=0, show_progress=False, **common, **kw)
+        )
+        examples = json.loads((tmp_path / run / "data" / "examples.json").read_text())["train"]
+        return {e["question"]: e["positives"] for e in examples}
+
+    gold = positives("gold", gold_title_positives=True)
+    assert gold == {
+        "what did the painter of the Mona Lisa come from": [0],
+        "how tall is the lattice tower": [1],  # no passage says 330 metres: the article's first passage
+        "which is the largest": [7],  # not the Amazon River's, which holds "largest" too
+        "when was Python released": [2],
+    }
+    plain = positives("plain")
+    assert sorted(plain["which is the largest"]) == [4, 7] and "how tall is the lattice tower" not in plain

@@ -9,7 +9,10 @@ seconds), and the result is a ~1 MB adapter that works with the index already bu
 
 Data, per question: the positives are the passages among the starting encoder's top `positives_top_k` whose text
 contains an answer (distant supervision, as DPR does with BM25's top 100); questions with none are dropped and
-counted. Synthetic questions (`python -m dpr_rag.generate_questions`) bring their source passage as positive. The
+counted. With `gold_title_positives`, a question that names its gold article (FanOutQA does) takes that article's
+answer-bearing passages instead, or, when none holds the answer string, the article's first passage (what the question
+is about; the summary often lacks the detail asked). Synthetic questions (`python -m dpr_rag.generate_questions`)
+bring their source passage as positive. The
 dev part (split by question) is evaluated over the whole corpus, every question counted, at the start and after
 every epoch; `best/` keeps the adapter of the best dev top-k accuracy.
 
@@ -44,7 +47,7 @@ from ..retrieval.encoder import DualEncoder
 from ..retrieval.query_adapter import BASE_DEFAULT, save_query_adapter
 from ..retrieval.searcher import dense_index
 from ..storage import atomic_file, check_output_folder
-from .distant_supervision import question_key, split_train_dev
+from .distant_supervision import passages_by_title, question_key, split_train_dev
 from .multi_positive_loss import multi_positive_nll, positive_mask
 from .train_log import append_record, start_log
 
@@ -61,6 +64,7 @@ class QuerySideConfig:
     lr: float = 5e-4
     lora_rank: int = 16
     positives_top_k: int = 100
+    gold_title_positives: bool = False  # questions naming their gold article: its passages as positives
     temperature: float | None = None  # None: 0.05 for L2-normalised encoders (cosines), else 1.0
     warmup_ratio: float = 0.1
     max_grad_norm: float = 2.0
@@ -87,6 +91,7 @@ class QuerySideConfig:
         check_int("eval_k", self.eval_k, 1)
         check_int("max_examples", self.max_examples, 1, optional=True)
         check_int("seed", self.seed, 0, MAX_SEED)
+        check_bool("gold_title_positives", self.gold_title_positives)
         check_bool("show_progress", self.show_progress)
 
 
@@ -145,10 +150,13 @@ def _label(
 ) -> list[_Example]:
     """Distant supervision within the starting encoder's top k; synthetic questions keep their source passage."""
     tops = corpus.top_k(_encode_questions(encoder, [e.question for e in train_qs]), cfg.positives_top_k) if train_qs else []
-    examples = []
+    by_title = passages_by_title(corpus.passages) if cfg.gold_title_positives else {}
+    examples, n_gold = [], 0
     for ex, top in zip(train_qs, tops, strict=True):
         bearing = set(corpus.answers.passages_with(ex.answers))
-        positives = [i for i in top if i in bearing]
+        positives = _gold_positives(ex, by_title, bearing, corpus.row)
+        n_gold += bool(positives)
+        positives = positives or [i for i in top if i in bearing]
         if positives:
             examples.append(_Example(ex.question, positives))
     n_labelled = len(examples)
@@ -159,11 +167,19 @@ def _label(
     if cfg.show_progress:
         print(
             f"query-side training data: {n_labelled} of {len(train_qs)} questions kept (an answer-bearing passage in the "
-            f"starting encoder's top {cfg.positives_top_k}), {len(train_qs) - n_labelled} dropped; "
+            f"starting encoder's top {cfg.positives_top_k}"
+            + (f" or the gold article: {n_gold} of them" if cfg.gold_title_positives else "")
+            + f"), {len(train_qs) - n_labelled} dropped; "
             f"{len(examples) - n_labelled} of {len(synthetic)} synthetic questions kept (source passage in the corpus)",
             flush=True,
         )
     return examples
+
+
+def _gold_positives(ex: QAExample, by_title: dict[str, list[Passage]], bearing: set[int], row: dict[str, int]) -> list[int]:
+    """Rows of the gold articles' answer-bearing passages, else of each one's first passage; [] when none is here."""
+    articles = [by_title[t] for t in ex.gold_titles if t in by_title]
+    return [row[p.id] for ps in articles for p in ps if row[p.id] in bearing] or [row[ps[0].id] for ps in articles]
 
 
 def dev_top_k(encoder: DualEncoder, corpus: _Corpus, dev: list[QAExample], k: int) -> float | None:
