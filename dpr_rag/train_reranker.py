@@ -46,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-length", type=int, default=d.max_length, help=f"tokens of question + passage (default {d.max_length})"
     )
+    parser.add_argument(
+        "--train-embeddings",
+        action="store_true",
+        help="train the word embeddings too (default: frozen, as the base has them; the saved folder stays small)",
+    )
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster on CPUs with AVX512-BF16 or AMX)")
     parser.add_argument("--dev-fraction", type=float, default=d.dev_fraction)
     parser.add_argument("--dev-max", type=int, default=d.dev_max)

@@ -353,3 +353,31 @@ def test_sum_fusion_adds_the_first_stage_score_over_its_temperature(toy_passages
     assert [h.score for h in fused] == sorted((h.score for h in fused), reverse=True)
     with pytest.raises(ConfigError):
         RerankedRetriever(first, _WordOverlap(), fusion="product")  # type: ignore[arg-type]
+
+
+def test_the_cli_trains_a_reranker_with_frozen_embeddings_unless_asked(tmp_path, tiny_model_dir, toy_corpus, capsys):
+    from dpr_rag.train_reranker import main as train_reranker_main
+
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text("".join(json.dumps({"question": e.question, "answer": e.answers}) + "\n" for e in _toy_qa()))
+    common = [
+        "--qa",
+        str(qa),
+        "--corpus",
+        str(toy_corpus),
+        "--retriever-model",
+        str(tiny_model_dir),
+        "--model",
+        str(tiny_model_dir),
+    ]
+    common += ["--first-stage", "bm25", "--candidates", "8", "--group-size", "4", "--batch-size", "2", "--epochs", "1"]
+    common += ["--max-length", "64", "--dev-fraction", "0.25"]
+    for name, extra in (("frozen", []), ("trained", ["--train-embeddings"])):
+        assert train_reranker_main(["--out", str(tmp_path / name), *common, *extra]) == 0
+        assert "use it with --rerank" in capsys.readouterr().out
+    base = CrossEncoderReranker.from_pretrained(tiny_model_dir).model.state_dict()
+    key = next(k for k in base if k.endswith("word_embeddings.weight"))
+    frozen = CrossEncoderReranker.from_pretrained(tmp_path / "frozen" / "best").model.state_dict()
+    trained = CrossEncoderReranker.from_pretrained(tmp_path / "trained" / "last" / "model").model.state_dict()
+    torch.testing.assert_close(frozen[key], base[key])
+    assert not torch.equal(trained[key], base[key])
